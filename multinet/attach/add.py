@@ -1,0 +1,145 @@
+"""ADD: record the intent, run every attachment's delegates, fix routes, merge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from multinet.attach import delegates, merge, routes
+from multinet.attach.conf import MultinetConf
+from multinet.attach.lock import container_lock, forget_container_lock
+from multinet.attach.plan import Attachment
+from multinet.attach.record import ADDED, AttachmentState, Record, RecordStore
+from multinet.cni import types as cnitypes
+from multinet.cni.errors import INTERNAL, CNIError
+from multinet.cni.request import Request
+
+log = logging.getLogger("multinet.add")
+
+ALREADY_ADDED = 105
+
+
+@dataclass(frozen=True)
+class AddOutcome:
+    """What ADD produced: the runtime's answer and each attachment's own result."""
+
+    output: dict[str, Any]  # in multinet's cniVersion
+    merged: dict[str, Any]  # canonical
+    attachments: tuple[Attachment, ...]
+    results: tuple[dict[str, Any], ...]  # canonical, one per attachment
+
+
+def run_add(
+    request: Request,
+    conf: MultinetConf,
+    plan: Sequence[Attachment],
+    base_env: Mapping[str, str] | None = None,
+    pod: Mapping[str, str] | None = None,
+) -> AddOutcome:
+    store = RecordStore(conf.cni_dir)
+    with container_lock(conf.cni_dir, request.container_id):
+        existing = store.read(request.container_id)
+        if existing is not None:
+            raise CNIError(
+                ALREADY_ADDED,
+                f"container {request.container_id} already has {len(existing.attachments)} "
+                "attachment(s); DEL it before adding again",
+            )
+        record = Record(
+            container_id=request.container_id,
+            netns=request.netns,
+            ifname=request.ifname,
+            cni_args=request.args,
+            attachments=[AttachmentState(a) for a in plan],
+            pod=dict(pod or {}),
+        )
+        store.write(record)  # the intent: from here on, DEL knows what to undo
+        try:
+            canonical = _attach_all(request, conf, record, base_env)
+            owners = merge.default_route_owners(
+                [a.name for a in plan], [a.is_default for a in plan],
+                [a.default_route for a in plan],
+            )
+            routes.enforce_default_routes(
+                request.netns, {f: plan[i].ifname if i is not None else None
+                                for f, i in owners.items()},
+            )
+            merged = merge.merge(canonical, owners, dns_from=_default_index(plan))
+            output = _output(conf, merged, canonical, plan)
+        except Exception as exc:
+            err = exc if isinstance(exc, CNIError) else internal_error(exc)
+            if err is not exc:
+                log.exception("ADD %s failed unexpectedly", request.container_id)
+            _roll_back(request, conf, store, record, base_env, err)
+            raise err from None
+        record.state = ADDED
+        store.write(record)
+    return AddOutcome(output, merged, tuple(plan), tuple(canonical))
+
+
+def _default_index(plan: Sequence[Attachment]) -> int:
+    return next((i for i, a in enumerate(plan) if a.is_default), 0)
+
+
+def _output(conf: MultinetConf, merged: dict[str, Any], canonical: list[dict[str, Any]],
+            plan: Sequence[Attachment]) -> dict[str, Any]:
+    source = canonical[_default_index(plan)] if conf.result_mode == "primary" else merged
+    try:
+        return cnitypes.convert(source, conf.cni_version)
+    except CNIError as err:
+        raise CNIError(err.code, f"cannot express the result as {conf.cni_version}: {err.msg}",
+                       err.details) from None
+
+
+def _attach_all(request: Request, conf: MultinetConf, record: Record,
+                base_env: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    canonical = []
+    for state in record.attachments:
+        attachment = state.attachment
+        ctx = delegates.context(conf, attachment, request.container_id, request.netns,
+                                request.args, request.path, base_env)
+        raw = delegates.add(ctx, attachment)
+        state.result = raw
+        try:
+            canonical.append(cnitypes.upgrade(raw, attachment.network.cni_version))
+        except CNIError as err:
+            raise CNIError(err.code, f"network {attachment.name!r}: {err.msg}",
+                           err.details) from None
+    return canonical
+
+
+def _roll_back(request: Request, conf: MultinetConf, store: RecordStore, record: Record,
+               base_env: Mapping[str, str] | None, cause: CNIError) -> None:
+    """DEL the failed attachment and every one before it, last first.
+
+    The failed one is included: DEL is idempotent and a plugin may have left
+    something behind before failing. Attachments never started are skipped.
+    """
+    started = [s for s in record.attachments if s.result is not None]
+    if len(started) < len(record.attachments):
+        started.append(record.attachments[len(started)])
+    left = []
+    for state in reversed(started):
+        ctx = delegates.context(conf, state.attachment, request.container_id, request.netns,
+                                request.args, request.path, base_env)
+        try:
+            delegates.delete(ctx, state.attachment, state.result)
+        except CNIError as err:
+            log.error("rollback of %s failed: %s", state.attachment.name, err.msg)
+            left.insert(0, state)
+            cause.details = f"{cause.details}\nrollback: {err.msg}".strip()
+    if left:
+        # Keep what could not be undone, so the runtime's DEL finishes the job.
+        record.attachments = left
+        store.write(record)
+    else:
+        store.remove(request.container_id)
+        forget_container_lock(conf.cni_dir, request.container_id)
+    log.info("ADD %s rolled back (%d of %d delegates undone)", request.container_id,
+             len(started) - len(left), len(started))
+
+
+def internal_error(exc: BaseException) -> CNIError:
+    return CNIError(INTERNAL, f"internal error: {type(exc).__name__}: {exc}")

@@ -1,0 +1,30 @@
+"""CHECK: every recorded attachment's delegates, with the results ADD got."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from multinet.attach import delegates
+from multinet.attach.conf import MultinetConf
+from multinet.attach.lock import container_lock
+from multinet.attach.record import ADDED, RecordStore
+from multinet.cni import version as versions
+from multinet.cni.errors import INCOMPATIBLE_VERSION, UNKNOWN_CONTAINER, CNIError
+from multinet.cni.request import Request
+
+
+def run_check(request: Request, conf: MultinetConf,
+              base_env: Mapping[str, str] | None = None) -> None:
+    if not versions.at_least(conf.cni_version, "0.4.0"):
+        raise CNIError(INCOMPATIBLE_VERSION,
+                       f"config version {conf.cni_version} does not support the CHECK command")
+    store = RecordStore(conf.cni_dir)
+    with container_lock(conf.cni_dir, request.container_id):
+        record = store.read(request.container_id)
+        if record is None or record.state != ADDED:
+            raise CNIError(UNKNOWN_CONTAINER,
+                           f"container {request.container_id} has no completed ADD to check")
+        for state in record.attachments:
+            ctx = delegates.context(conf, state.attachment, record.container_id,
+                                    request.netns, record.cni_args, request.path, base_env)
+            delegates.check(ctx, state.attachment, state.result)

@@ -1,0 +1,80 @@
+"""multinet's own CNI configuration: Multus' keys, validated against a JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from multinet.cni import version as versions
+from multinet.cni.errors import INVALID_CONFIG, CNIError
+
+DEFAULT_CNI_DIR = "/var/lib/cni/multinet"
+DEFAULT_CONF_DIR = "/etc/cni/multinet/net.d"
+DEFAULT_BIN_DIR = "/opt/cni/bin"
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    text = resources.files("multinet.attach").joinpath("schemas/multinet-conf.json").read_text()
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def field_path(path: Any) -> str:
+    """Render a jsonschema error path as `delegates[1].type`."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def validate(raw: Mapping[str, Any]) -> None:
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(raw))
+    if error is not None:
+        raise CNIError(INVALID_CONFIG, f"multinet config: {field_path(error.absolute_path)}: "
+                       f"{error.message}")
+
+
+@dataclass(frozen=True)
+class MultinetConf:
+    """The validated multinet config with its defaults applied."""
+
+    raw: Mapping[str, Any]
+    cni_version: str
+    name: str
+    delegates: tuple[Mapping[str, Any], ...] = ()
+    cni_dir: str = DEFAULT_CNI_DIR
+    conf_dir: str = DEFAULT_CONF_DIR
+    bin_dir: str = ""
+    result_mode: str = "all"
+    delegate_timeout: float = 60.0
+    runtime_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def plugin_dirs(self, cni_path: tuple[str, ...]) -> tuple[str, ...]:
+        """binDir is searched before CNI_PATH, as Multus does."""
+        return ((self.bin_dir,) if self.bin_dir else ()) + tuple(cni_path)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.raw.get(key, default)
+
+
+def load_conf(raw: Mapping[str, Any]) -> MultinetConf:
+    validate(raw)
+    versions.require_supported(raw["cniVersion"], "multinet config")
+    return MultinetConf(
+        raw=raw,
+        cni_version=raw["cniVersion"],
+        name=raw["name"],
+        delegates=tuple(raw.get("delegates", ())),
+        cni_dir=raw.get("cniDir", DEFAULT_CNI_DIR),
+        conf_dir=raw.get("confDir", DEFAULT_CONF_DIR),
+        bin_dir=raw.get("binDir", ""),
+        result_mode=raw.get("result", "all"),
+        delegate_timeout=float(raw.get("delegateTimeoutSeconds", 60.0)),
+        runtime_config=raw.get("runtimeConfig", {}),
+    )

@@ -1,0 +1,94 @@
+"""GC: drop records of containers the runtime no longer knows, then forward GC."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from multinet.attach.conf import MultinetConf
+from multinet.attach.delete import delete_record
+from multinet.attach.lock import forget_container_lock, gc_lock
+from multinet.attach.record import Record, RecordStore
+from multinet.cni import invoke
+from multinet.cni import version as versions
+from multinet.cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, CNIError
+from multinet.cni.netconf import NetworkList, load_network
+from multinet.cni.request import Request
+
+log = logging.getLogger("multinet.gc")
+
+
+def valid_attachments(config: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The runtime's list; spec 1.1.0 as first tagged used the key `cni.dev/attachments`."""
+    raw = config.get("cni.dev/valid-attachments", config.get("cni.dev/attachments", []))
+    if not isinstance(raw, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("containerID"), str) for a in raw
+    ):
+        raise CNIError(INVALID_CONFIG,
+                       "cni.dev/valid-attachments must be a list of {containerID, ifname}")
+    return raw
+
+
+def run_gc(request: Request, conf: MultinetConf,
+           base_env: Mapping[str, str] | None = None) -> list[str]:
+    """Returns the container ids whose attachments were deleted."""
+    if not versions.at_least(conf.cni_version, "1.1.0"):
+        raise CNIError(INCOMPATIBLE_VERSION,
+                       f"config version {conf.cni_version} does not support the GC command")
+    valid = {a["containerID"] for a in valid_attachments(request.config)}
+    store = RecordStore(conf.cni_dir)
+    failures: list[CNIError] = []
+    removed = []
+    with gc_lock(conf.cni_dir):
+        live: list[Record] = []
+        for container_id in list(store.container_ids()):
+            try:
+                record = store.read(container_id)
+            except CNIError as err:
+                failures.append(err)
+                continue
+            if record is None:
+                continue
+            if container_id in valid:
+                live.append(record)
+                continue
+            try:
+                delete_record(conf, store, record, record.netns, request.path, base_env)
+                forget_container_lock(conf.cni_dir, container_id)
+                removed.append(container_id)
+            except CNIError as err:
+                failures.append(err)
+        failures += _forward(conf, live, request.path, base_env)
+    if failures:
+        raise CNIError(failures[0].code, f"GC: {failures[0].msg}",
+                       "\n".join(f.msg for f in failures))
+    log.info("GC removed %d stale container(s): %s", len(removed), removed)
+    return removed
+
+
+def _networks(conf: MultinetConf, live: Sequence[Record]) -> dict[str, NetworkList]:
+    networks = {}
+    for index, raw in enumerate(conf.delegates):
+        network = load_network(raw, f"delegates[{index}]")
+        networks[network.name] = network
+    for record in live:
+        for state in record.attachments:
+            networks.setdefault(state.attachment.network.name, state.attachment.network)
+    return networks
+
+
+def _forward(conf: MultinetConf, live: Sequence[Record], cni_path: tuple[str, ...],
+             base_env: Mapping[str, str] | None) -> list[CNIError]:
+    """GC each delegate network with the attachments still in use on it."""
+    errors: list[CNIError] = []
+    for name, network in _networks(conf, live).items():
+        in_use = [
+            {"containerID": r.container_id, "ifname": s.attachment.ifname}
+            for r in live for s in r.attachments if s.attachment.network.name == name
+        ]
+        ctx = invoke.Context(container_id="", netns="", ifname="",
+                             plugin_dirs=conf.plugin_dirs(cni_path), timeout=conf.delegate_timeout,
+                             base_env=invoke.base_environment(base_env), label=f"network {name!r}")
+        errors += invoke.gc(ctx, network, in_use)
+    return errors

@@ -1,0 +1,83 @@
+"""One result for the runtime out of every attachment's result."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from multinet.cni import types as cnitypes
+
+DEFAULT_DSTS = {4: "0.0.0.0/0", 6: "::/0"}
+
+
+def route_family(route: Mapping[str, Any]) -> int:
+    return ipaddress.ip_network(route["dst"], strict=False).version
+
+
+def is_default_route(route: Mapping[str, Any]) -> bool:
+    return ipaddress.ip_network(route["dst"], strict=False).prefixlen == 0
+
+
+def default_route_owners(
+    names: Sequence[str], is_default: Sequence[bool], requested: Sequence[Sequence[str]]
+) -> dict[int, int | None]:
+    """Which attachment (by index) owns the default route of each IP family.
+
+    The cluster network does, unless another attachment asked for a gateway of
+    that family through the pod's `default-route`.
+    """
+    owners: dict[int, int | None] = {4: None, 6: None}
+    for index, default in enumerate(is_default):
+        if default:
+            owners = {4: index, 6: index}
+    for index, gateways in enumerate(requested):
+        for gateway in gateways:
+            owners[ipaddress.ip_address(gateway).version] = index
+    return owners
+
+
+def filter_routes(
+    result: Mapping[str, Any], index: int, owners: Mapping[int, int | None]
+) -> list[dict[str, Any]]:
+    """The routes of one attachment, without default routes it does not own."""
+    return [
+        dict(route)
+        for route in result.get("routes", [])
+        if not is_default_route(route) or owners.get(route_family(route)) == index
+    ]
+
+
+def merge(results: Sequence[Mapping[str, Any]], owners: Mapping[int, int | None],
+          dns_from: int = 0) -> dict[str, Any]:
+    """Merge canonical (1.1.0-shaped) results in attachment order.
+
+    Interfaces are concatenated; each ips[].interface is shifted so it points at
+    its own interface in the merged list.
+    """
+    interfaces: list[dict[str, Any]] = []
+    ips: list[dict[str, Any]] = []
+    routes: list[dict[str, Any]] = []
+    for index, result in enumerate(results):
+        offset = len(interfaces)
+        interfaces += [dict(i) for i in result.get("interfaces", [])]
+        for ip in result.get("ips", []):
+            entry = dict(ip)
+            if "interface" in entry:
+                entry["interface"] += offset
+            ips.append(entry)
+        routes += filter_routes(result, index, owners)
+    merged: dict[str, Any] = {"cniVersion": "1.1.0"}
+    if interfaces:
+        merged["interfaces"] = interfaces
+    if ips:
+        merged["ips"] = ips
+    if routes:
+        merged["routes"] = routes
+    if results and results[dns_from].get("dns"):
+        merged["dns"] = dict(results[dns_from]["dns"])
+    return merged
+
+
+def output(canonical: Mapping[str, Any], cni_version: str) -> dict[str, Any]:
+    return cnitypes.convert(canonical, cni_version)

@@ -1,0 +1,83 @@
+"""Default routes inside the pod: exactly the ones the plan says, no others.
+
+Secondary networks' IPAM often installs its own default route; the pod must keep
+one per IP family, the one of the attachment that owns that family.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from multinet.cni.errors import ROUTE_FAILED, CNIError
+
+log = logging.getLogger("multinet.routes")
+
+FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+def _hops(route: Any) -> list[tuple[int, str | None]]:
+    """(oif, gateway) of each next hop; a multipath route has several."""
+    oif = route.get_attr("RTA_OIF")
+    if oif is not None:
+        return [(oif, route.get_attr("RTA_GATEWAY"))]
+    return [(hop["oif"], hop.get_attr("RTA_GATEWAY"))
+            for hop in route.get_attr("RTA_MULTIPATH") or []]
+
+
+def enforce_default_routes(netns: str, owners: Mapping[int, str | None]) -> list[str]:
+    """Delete main-table default routes not leaving through the owning interface.
+
+    `owners` maps the IP family (4, 6) to the pod interface name that may hold a
+    default route, or None for none. Returns a description of what was removed.
+    """
+    from pyroute2 import IPRoute  # heavy import: only on the path that needs it
+
+    removed = []
+    try:
+        with IPRoute(netns=netns) as ipr:
+            index_of = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
+            for family, owner in owners.items():
+                keep = index_of.get(owner) if owner else None
+                for route in ipr.route("dump", family=FAMILIES[family]):
+                    if route["dst_len"] != 0 or route.get_attr("RTA_TABLE") != 254:
+                        continue
+                    foreign = [hop for hop in _hops(route) if hop[0] != keep]
+                    if foreign:
+                        _drop_hops(ipr, route, family, foreign, keep)
+                        removed += [f"IPv{family} default via {gw} (oif {oif})"
+                                    for oif, gw in foreign]
+    except CNIError:
+        raise
+    except Exception as exc:  # netlink errors come in many types; all mean the same here
+        raise CNIError(ROUTE_FAILED, f"cannot set default routes in {netns}: {exc}") from None
+    for line in removed:
+        log.info("removed %s in %s", line, netns)
+    return removed
+
+
+def _drop_hops(ipr: Any, route: Any, family: int, foreign: list[tuple[int, str | None]],
+               keep: int | None) -> None:
+    """Remove the foreign next hops of a default route, keeping the owner's.
+
+    Plugins add default routes as ECMP siblings of an existing one, so one route
+    may hold the owner's hop and others. IPv6 deletes hops one by one; an IPv4
+    multipath route is replaced by what is left of it.
+    """
+    base: dict[str, Any] = {"family": FAMILIES[family], "dst_len": 0, "table": 254}
+    priority = route.get_attr("RTA_PRIORITY")
+    if priority is not None:
+        base["priority"] = priority
+    if family == 6:
+        for oif, gateway in foreign:
+            hop = {"oif": oif, **({"gateway": gateway} if gateway else {})}
+            ipr.route("del", **base, **hop)
+        return
+    kept = [hop for hop in _hops(route) if hop[0] == keep]
+    ipr.route("del", **base)
+    if kept:
+        nexthops = [{"oif": oif, **({"gateway": gw} if gw else {})} for oif, gw in kept]
+        ipr.route("add", dst="0.0.0.0/0", **base, **(
+            nexthops[0] if len(nexthops) == 1 else {"multipath": nexthops}))

@@ -1,0 +1,44 @@
+"""One function per CNI verb: a parsed request in, a result (or a CNI error) out.
+
+This is the whole engine as callers see it; the plugin binary and the daemon
+only carry requests here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from multinet.attach.add import run_add
+from multinet.attach.check import run_check
+from multinet.attach.conf import MultinetConf, load_conf
+from multinet.attach.delete import run_del
+from multinet.attach.gc import run_gc
+from multinet.attach.plan import plan_from_delegates
+from multinet.attach.status import run_status
+from multinet.cni import version as versions
+from multinet.cni.request import Request
+
+
+def version_reply(request: Request) -> dict[str, Any]:
+    version = request.config.get("cniVersion") or versions.LATEST
+    return {"cniVersion": version, "supportedVersions": list(versions.SUPPORTED_VERSIONS)}
+
+
+def handle(request: Request, base_env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """Serve one request; return what goes to stdout (None for nothing)."""
+    if request.command == "VERSION":
+        return version_reply(request)
+    conf: MultinetConf = load_conf(request.config)
+    if request.command == "ADD":
+        plan = plan_from_delegates(conf, request)
+        return run_add(request, conf, plan, base_env).output
+    if request.command == "DEL":
+        run_del(request, conf, base_env)
+    elif request.command == "CHECK":
+        run_check(request, conf, base_env)
+    elif request.command == "GC":
+        run_gc(request, conf, base_env)
+    elif request.command == "STATUS":
+        run_status(request, conf, base_env=base_env)
+    return None

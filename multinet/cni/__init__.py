@@ -1,0 +1,4 @@
+"""The CNI protocol: configs, results, versions, errors and plugin execution.
+
+Nothing in this package knows about Kubernetes.
+"""

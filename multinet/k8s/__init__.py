@@ -1,0 +1,1 @@
+"""Kubernetes side of multinet: pods, NADs, annotations and device ids."""

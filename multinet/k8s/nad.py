@@ -1,0 +1,129 @@
+"""NetworkAttachmentDefinition objects and the delegate config each one stands for.
+
+Rules from the NPWG multi-net spec section 3.4: a non-empty `spec.config` is used as
+is (a single config or a conflist); an empty or missing one names a network that is
+looked up on disk by its JSON `name`. A config without a `name` gets the NAD's name;
+a different non-empty name is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from multinet.cni.confdir import find_network_config
+from multinet.cni.errors import INVALID_CONFIG, CNIError
+
+RESOURCE_NAME_ANNOTATION = "k8s.v1.cni.cncf.io/resourceName"
+
+
+@dataclass(frozen=True)
+class NetworkAttachmentDefinition:
+    namespace: str
+    name: str
+    # spec.config parsed, or None when it is empty, missing or not a JSON object.
+    config: dict[str, Any] | None
+    resource_name: str | None
+    uid: str = ""
+    resource_version: str = ""
+    # spec.config as written; kept so that a broken config is reported when a pod uses
+    # the NAD rather than when the object is read.
+    config_text: str = field(default="", repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> NetworkAttachmentDefinition:
+        """Build from an API object dict (camelCase keys, as the API serves them)."""
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            raise CNIError(INVALID_CONFIG, "NetworkAttachmentDefinition without metadata.name")
+        annotations = meta.get("annotations") or {}
+        text = (obj.get("spec") or {}).get("config") or ""
+        if not isinstance(text, str):
+            text = ""
+        return cls(
+            namespace=meta.get("namespace") or "",
+            name=name,
+            config=_parse_or_none(text),
+            resource_name=annotations.get(RESOURCE_NAME_ANNOTATION) or None,
+            uid=meta.get("uid") or "",
+            resource_version=meta.get("resourceVersion") or meta.get("resource_version") or "",
+            config_text=text,
+        )
+
+
+def _parse_or_none(text: str) -> dict[str, Any] | None:
+    try:
+        conf = json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+    return conf if isinstance(conf, dict) else None
+
+
+def nad_cni_config(nad: NetworkAttachmentDefinition, conf_dir: str) -> dict[str, Any]:
+    """The delegate config for `nad`: a fresh dict the caller may change."""
+    if not nad.config_text.strip() and nad.config is None:
+        found = find_network_config(conf_dir, nad.name)
+        if found is None:
+            raise CNIError(
+                INVALID_CONFIG,
+                f"NetworkAttachmentDefinition {nad.key} has no spec.config and no CNI config "
+                f'named "{nad.name}" was found in {conf_dir}',
+            )
+        return found
+    conf = _spec_config(nad)
+    name = conf.get("name")
+    if name is None or name == "":
+        conf["name"] = nad.name
+    elif not isinstance(name, str):
+        raise CNIError(
+            INVALID_CONFIG,
+            f"NetworkAttachmentDefinition {nad.key}: spec.config name must be a string",
+        )
+    if "type" not in conf and "plugins" not in conf:
+        raise CNIError(
+            INVALID_CONFIG,
+            f'NetworkAttachmentDefinition {nad.key}: spec.config has neither "type" nor "plugins"',
+        )
+    return conf
+
+
+def _spec_config(nad: NetworkAttachmentDefinition) -> dict[str, Any]:
+    if nad.config is not None:
+        return copy.deepcopy(nad.config)
+    try:
+        conf = json.loads(nad.config_text)
+    except ValueError as exc:
+        raise CNIError(
+            INVALID_CONFIG,
+            f"NetworkAttachmentDefinition {nad.key}: spec.config is not valid JSON: {exc}",
+        ) from None
+    if not isinstance(conf, dict):
+        raise CNIError(
+            INVALID_CONFIG,
+            f"NetworkAttachmentDefinition {nad.key}: spec.config is not a JSON object",
+        )
+    return conf
+
+
+def is_namespace_allowed(
+    pod_namespace: str, nad_namespace: str, isolation: bool, global_namespaces: list[str]
+) -> bool:
+    """Multus' namespaceIsolation: own namespace or a global one, when isolation is on."""
+    if not isolation or nad_namespace == pod_namespace:
+        return True
+    return nad_namespace in global_namespaces
+
+
+def namespace_refusal_message(pod_namespace: str, nad_namespace: str, nad_name: str) -> str:
+    return (
+        f"namespace isolation is enabled: pod in namespace {pod_namespace} may not use "
+        f"NetworkAttachmentDefinition {nad_namespace}/{nad_name}; only NADs in its own "
+        "namespace or in the global namespaces are allowed"
+    )

@@ -1,0 +1,59 @@
+"""Fixtures: namespaces made per test and removed afterwards, also on failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from multinet.testing.netns import NetNS
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the suite makes network namespaces: run it as root")
+
+
+@pytest.fixture
+def workdir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="multinet-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def node() -> Iterator[NetNS]:
+    """The node's namespace: where multinet and its delegates run."""
+    ns = NetNS("mnode")
+    yield ns
+    ns.delete()
+
+
+@pytest.fixture
+def make_pod() -> Iterator[callable]:
+    made: list[NetNS] = []
+
+    def factory() -> NetNS:
+        ns = NetNS("mpod")
+        made.append(ns)
+        return ns
+
+    yield factory
+    for ns in made:
+        ns.delete()
+
+
+@pytest.fixture
+def pod(make_pod) -> NetNS:
+    return make_pod()
+
+
+@pytest.fixture
+def cnode(node: NetNS, workdir: str):
+    """A node namespace with macvlan masters and a host-device "VF" made."""
+    from support.fixtures import Node
+
+    return Node(node, workdir).prepare()

@@ -1,0 +1,128 @@
+"""Failures leave nothing behind; DEL finishes what a crash or a failure left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from support.plugin import cni_env
+
+from multinet.testing import configs
+
+
+def read_calls(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def recorder(name: str, record: str, **knobs) -> dict:
+    return {"cniVersion": "1.0.0", "name": name, "type": "recorder", "recordFile": record,
+            **knobs}
+
+
+def assert_clean(cnode, pod) -> None:
+    assert set(pod.links()) == {"lo"}
+    assert cnode.host_veths() == []
+    assert cnode.leased_ips() == []
+    assert cnode.records() == []
+
+
+def test_failing_third_delegate_rolls_back_everything(cnode, pod, workdir):
+    record = os.path.join(workdir, "calls.jsonl")
+    delegates = cnode.three_networks()[:2] + [
+        recorder("broken", record, failOn=["ADD"], failCode=123, failMsg="no VF left")]
+    run = cnode.cni("ADD", cnode.conf(delegates), "cfail", pod.path)
+    assert run.returncode != 0
+    error = run.json
+    assert error["code"] == 123, "the delegate's code is carried up"
+    assert "'broken'" in error["msg"] and "'recorder'" in error["msg"]
+    assert "no VF left" in error["msg"]
+    assert json.loads(error["details"])["msg"] == "no VF left"
+    assert [c["command"] for c in read_calls(record)] == ["ADD", "DEL"], \
+        "the failed delegate is DELeted too"
+    assert_clean(cnode, pod)
+
+
+def test_process_killed_mid_add_is_cleaned_by_del(cnode, pod, workdir):
+    record = os.path.join(workdir, "calls.jsonl")
+    pid_file = os.path.join(workdir, "slow.pid")
+    delegates = cnode.three_networks()[:2] + [
+        recorder("slow", record, sleep=60, pidFile=pid_file)]
+    conf = cnode.conf(delegates)
+    env = cni_env("ADD", "ckill", pod.path)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", cnode.ns.name, sys.executable, "-m", "multinet.cli.plugin"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        start_new_session=True)
+    proc.stdin.write(json.dumps(conf).encode())
+    proc.stdin.close()
+    deadline = time.monotonic() + 30
+    while "net1" not in pod.links() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "net1" in pod.links(), "the second delegate never ran"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    while not os.path.exists(pid_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with open(pid_file) as handle:
+        os.kill(int(handle.read()), signal.SIGKILL)  # the runtime's kill leaves it orphaned
+    assert cnode.records() == ["ckill"], "the intent record was written before delegates ran"
+    assert len(cnode.leased_ips()) == 4
+
+    delete = cnode.cni("DEL", conf, "ckill", pod.path)
+    assert delete.returncode == 0, delete.stdout
+    assert_clean(cnode, pod)
+    assert [c["command"] for c in read_calls(record)] == ["DEL"]
+
+
+def test_plugin_type_that_is_a_path_is_never_executed(cnode, pod, workdir):
+    canary_dir = os.path.join(workdir, "bin")
+    os.makedirs(canary_dir)
+    marker = os.path.join(workdir, "canary-ran")
+    canary = os.path.join(canary_dir, "canary")
+    with open(canary, "w") as handle:
+        handle.write(f"#!/bin/sh\ntouch {marker}\necho '{{}}'\n")
+    os.chmod(canary, 0o755)
+    relative = os.path.relpath(canary, "/usr/lib/cni")
+    for bad_type in (relative, canary, "..", "sub/canary"):
+        delegates = cnode.three_networks()[:1] + [
+            {"cniVersion": "1.0.0", "name": "evil", "type": bad_type}]
+        run = cnode.cni("ADD", cnode.conf(delegates), "cpath", pod.path)
+        assert run.returncode != 0
+        assert run.json["code"] == 7, run.json
+        assert "delegates[1]" in run.json["msg"] and "never a path" in run.json["msg"]
+        assert not os.path.exists(marker)
+        assert_clean(cnode, pod)
+
+
+def test_del_failure_keeps_only_what_is_left_and_retry_finishes(cnode, pod, workdir):
+    record = os.path.join(workdir, "calls.jsonl")
+    blocker = os.path.join(workdir, "block-del")
+    open(blocker, "w").close()
+    delegates = cnode.three_networks()[:1] + [
+        recorder("flaky", record, failOn=["DEL"], failIfExists=blocker, failCode=11),
+        configs.macvlan_net("late", cnode.macvlan_master, cnode.ipam_dir,
+                            subnets=("198.18.4.0/24",))]
+    conf = cnode.conf(delegates)
+    cnode.cni("ADD", conf, "cdel", pod.path).ok()
+
+    first = cnode.cni("DEL", conf, "cdel", pod.path)
+    assert first.returncode != 0
+    assert first.json["code"] == 11
+    assert "'flaky' (net1)" in first.json["msg"]
+    assert set(pod.links()) == {"lo"}, "the other attachments were deleted"
+    assert cnode.leased_ips() == []
+    with open(os.path.join(cnode.cni_dir, "cdel")) as handle:
+        left = json.load(handle)["attachments"]
+    assert [a["name"] for a in left] == ["flaky"]
+
+    os.unlink(blocker)
+    assert cnode.cni("DEL", conf, "cdel", pod.path).returncode == 0
+    assert cnode.records() == []
+    assert [c["command"] for c in read_calls(record)] == ["ADD", "DEL", "DEL"]

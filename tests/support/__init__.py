@@ -1,0 +1,1 @@
+"""Shared test machinery: namespaces, configs, running the plugin."""

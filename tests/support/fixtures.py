@@ -1,0 +1,69 @@
+"""A node ready for the reference plugins: masters for macvlan, a spare "VF"."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from multinet.testing import configs
+from multinet.testing.netns import NetNS
+from support.plugin import TEST_PLUGINS, CNIRun, run_multinet
+
+
+@dataclass
+class Node:
+    ns: NetNS
+    root: str
+    macvlan_master: str = "mv-master"
+    vfs: list[str] = field(default_factory=lambda: ["hd-vf0"])
+
+    @property
+    def cni_dir(self) -> str:
+        return os.path.join(self.root, "cni")
+
+    @property
+    def ipam_dir(self) -> str:
+        return os.path.join(self.root, "ipam")
+
+    @property
+    def log_file(self) -> str:
+        return os.path.join(self.root, "multinet.log")
+
+    def prepare(self) -> Node:
+        self.ns.veth(self.macvlan_master, "mv-peer")
+        for index, vf in enumerate(self.vfs):
+            self.ns.veth(vf, f"hd-pf{index}")
+        return self
+
+    def three_networks(self) -> list[dict[str, Any]]:
+        return [
+            configs.bridge_net("cluster", self.ipam_dir),
+            # The secondary's IPAM adds a default route: the pod must not keep it.
+            configs.macvlan_net("macnet", self.macvlan_master, self.ipam_dir,
+                                routes=["0.0.0.0/0", "::/0"]),
+            configs.host_device_net("hdnet", self.vfs[0], self.ipam_dir),
+        ]
+
+    def conf(self, delegates: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        extra.setdefault("logFile", self.log_file)
+        return configs.multinet_conf(self.cni_dir, delegates, bin_dir=TEST_PLUGINS, **extra)
+
+    def cni(self, command: str, conf: dict[str, Any], container_id: str = "",
+            netns: str = "", **kw: Any) -> CNIRun:
+        return run_multinet(self.ns.name, command, conf, container_id, netns, **kw)
+
+    def leased_ips(self) -> list[str]:
+        """host-local's allocation files: one per address in use."""
+        names = glob.glob(os.path.join(self.ipam_dir, "*", "*"))
+        return [n for n in names
+                if not os.path.basename(n).startswith(("lock", "last_reserved_ip"))]
+
+    def host_veths(self) -> list[str]:
+        return [n for n, link in self.ns.links().items() if n.startswith("veth")]
+
+    def records(self) -> list[str]:
+        if not os.path.isdir(self.cni_dir):
+            return []
+        return [n for n in os.listdir(self.cni_dir) if not n.startswith(".")]

@@ -1,0 +1,60 @@
+"""Running the multinet binary the way a runtime does, inside a node namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CNI_BIN = "/usr/lib/cni"
+TEST_PLUGINS = os.path.join(REPO, "tests", "plugins")
+
+
+@dataclass
+class CNIRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout) if self.stdout.strip() else None
+
+    def ok(self) -> Any:
+        assert self.returncode == 0, f"exit {self.returncode}: {self.stdout} {self.stderr}"
+        return self.json
+
+
+def cni_env(command: str, container_id: str = "", netns: str = "", ifname: str = "eth0",
+            args: str = "", path: str = CNI_BIN) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "PYTHONPATH": REPO,
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container_id,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": ifname,
+        "CNI_ARGS": args,
+        "CNI_PATH": path,
+    }
+    return {k: v for k, v in env.items() if v != "" or k in ("PATH", "CNI_COMMAND")}
+
+
+def run_multinet(node: str | None, command: str, conf: dict[str, Any] | bytes,
+                 container_id: str = "", netns: str = "", ifname: str = "eth0",
+                 args: str = "", env: dict[str, str] | None = None,
+                 timeout: float = 120) -> CNIRun:
+    """Run `python -m multinet.cli.plugin` in the node namespace (None: here)."""
+    full_env = cni_env(command, container_id, netns, ifname, args)
+    full_env.update(env or {})
+    argv = [sys.executable, "-m", "multinet.cli.plugin"]
+    if node:
+        argv = ["ip", "netns", "exec", node, *argv]
+    stdin = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
+    proc = subprocess.run(argv, input=stdin, capture_output=True, env=full_env,
+                          timeout=timeout, check=False)
+    return CNIRun(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
