@@ -57,3 +57,17 @@ def cnode(node: NetNS, workdir: str):
     from support.fixtures import Node
 
     return Node(node, workdir).prepare()
+
+
+@pytest.fixture
+def api(node: NetNS, workdir: str):
+    """The API stand-in, listening inside the node namespace, as a cluster's would be
+    reachable from a node; the test drives it in-process."""
+    from multinet.testing.apiserver import ApiServer
+    from multinet.testing.netns import run_in_netns
+
+    server = ApiServer()
+    run_in_netns(node.path, server.start)
+    server.kubeconfig = server.write_kubeconfig(os.path.join(workdir, "kubeconfig"))
+    yield server
+    server.stop()

@@ -28,7 +28,7 @@ class AddOutcome:
     output: dict[str, Any]  # in multinet's cniVersion
     merged: dict[str, Any]  # canonical
     attachments: tuple[Attachment, ...]
-    results: tuple[dict[str, Any], ...]  # canonical, one per attachment
+    results: tuple[dict[str, Any], ...]  # canonical and as applied, one per attachment
 
 
 def run_add(
@@ -58,15 +58,22 @@ def run_add(
         store.write(record)  # the intent: from here on, DEL knows what to undo
         try:
             canonical = _attach_all(request, conf, record, base_env)
-            owners = merge.default_route_owners(
-                [a.name for a in plan], [a.is_default for a in plan],
-                [a.default_route for a in plan],
-            )
-            routes.enforce_default_routes(
-                request.netns, {f: plan[i].ifname if i is not None else None
-                                for f, i in owners.items()},
-            )
-            merged = merge.merge(canonical, owners, dns_from=_default_index(plan))
+            owners = merge.default_route_owners([a.is_default for a in plan],
+                                                [a.default_route for a in plan])
+            gateways = merge.requested_gateways([a.default_route for a in plan])
+            # Plugins install the routes they report: only a foreign default route
+            # reported by some attachment, or a requested gateway, needs netlink work.
+            if gateways or merge.foreign_default_routes(canonical, owners):
+                routes.enforce_default_routes(
+                    request.netns,
+                    {f: plan[i].ifname if i is not None else None for f, i in owners.items()},
+                    {f: gw for f, (_, gw) in gateways.items()},
+                )
+            merged = merge.merge(canonical, owners, _default_index(plan), gateways)
+            # Each attachment's result as the pod has it: default routes it does not own
+            # are gone, a requested gateway is in.
+            applied = [{**r, "routes": merge.filter_routes(r, i, owners, gateways)}
+                       for i, r in enumerate(canonical)]
             output = _output(conf, merged, canonical, plan)
         except Exception as exc:
             err = exc if isinstance(exc, CNIError) else internal_error(exc)
@@ -76,7 +83,7 @@ def run_add(
             raise err from None
         record.state = ADDED
         store.write(record)
-    return AddOutcome(output, merged, tuple(plan), tuple(canonical))
+    return AddOutcome(output, merged, tuple(plan), tuple(applied))
 
 
 def _default_index(plan: Sequence[Attachment]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from multinet.attach import deviceinfo
 from multinet.attach.conf import MultinetConf
 from multinet.attach.plan import Attachment
 from multinet.cni import invoke
@@ -32,11 +33,13 @@ def context(
 
 
 def add(ctx: invoke.Context, attachment: Attachment) -> dict[str, Any]:
+    deviceinfo.prepare(attachment, ctx.container_id)
     return invoke.add(ctx, attachment.network, attachment.capability_args)
 
 
 def delete(ctx: invoke.Context, attachment: Attachment, result: Mapping[str, Any] | None) -> None:
     invoke.delete(ctx, attachment.network, attachment.capability_args, result)
+    deviceinfo.forget(attachment)
 
 
 def check(ctx: invoke.Context, attachment: Attachment, result: Mapping[str, Any] | None) -> None:

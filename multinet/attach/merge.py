@@ -20,7 +20,7 @@ def is_default_route(route: Mapping[str, Any]) -> bool:
 
 
 def default_route_owners(
-    names: Sequence[str], is_default: Sequence[bool], requested: Sequence[Sequence[str]]
+    is_default: Sequence[bool], requested: Sequence[Sequence[str]]
 ) -> dict[int, int | None]:
     """Which attachment (by index) owns the default route of each IP family.
 
@@ -37,19 +37,48 @@ def default_route_owners(
     return owners
 
 
+def requested_gateways(requested: Sequence[Sequence[str]]) -> dict[int, tuple[int, str]]:
+    """Family -> (attachment index, gateway) for the pod's `default-route` requests."""
+    out: dict[int, tuple[int, str]] = {}
+    for index, gateways in enumerate(requested):
+        for gateway in gateways:
+            out[ipaddress.ip_address(gateway).version] = (index, gateway)
+    return out
+
+
 def filter_routes(
-    result: Mapping[str, Any], index: int, owners: Mapping[int, int | None]
+    result: Mapping[str, Any], index: int, owners: Mapping[int, int | None],
+    gateways: Mapping[int, tuple[int, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The routes of one attachment, without default routes it does not own."""
-    return [
-        dict(route)
+    """The routes of one attachment: its default routes only where it owns the family,
+    and the requested gateway in place of its own."""
+    gateways = gateways or {}
+    kept = []
+    for route in result.get("routes", []):
+        if is_default_route(route):
+            family = route_family(route)
+            if owners.get(family) != index or family in gateways:
+                continue
+        kept.append(dict(route))
+    for family, (owner, gateway) in sorted(gateways.items()):
+        if owner == index:
+            kept.append({"dst": DEFAULT_DSTS[family], "gw": gateway})
+    return kept
+
+
+def foreign_default_routes(results: Sequence[Mapping[str, Any]],
+                           owners: Mapping[int, int | None]) -> bool:
+    """Whether any attachment reports a default route of a family it does not own."""
+    return any(
+        is_default_route(route) and owners.get(route_family(route)) != index
+        for index, result in enumerate(results)
         for route in result.get("routes", [])
-        if not is_default_route(route) or owners.get(route_family(route)) == index
-    ]
+    )
 
 
 def merge(results: Sequence[Mapping[str, Any]], owners: Mapping[int, int | None],
-          dns_from: int = 0) -> dict[str, Any]:
+          dns_from: int = 0,
+          gateways: Mapping[int, tuple[int, str]] | None = None) -> dict[str, Any]:
     """Merge canonical (1.1.0-shaped) results in attachment order.
 
     Interfaces are concatenated; each ips[].interface is shifted so it points at
@@ -66,7 +95,7 @@ def merge(results: Sequence[Mapping[str, Any]], owners: Mapping[int, int | None]
             if "interface" in entry:
                 entry["interface"] += offset
             ips.append(entry)
-        routes += filter_routes(result, index, owners)
+        routes += filter_routes(result, index, owners, gateways)
     merged: dict[str, Any] = {"cniVersion": "1.1.0"}
     if interfaces:
         merged["interfaces"] = interfaces

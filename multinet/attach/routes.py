@@ -16,6 +16,7 @@ from multinet.cni.errors import ROUTE_FAILED, CNIError
 log = logging.getLogger("multinet.routes")
 
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+DEFAULTS = {4: "0.0.0.0/0", 6: "::/0"}
 
 
 def _hops(route: Any) -> list[tuple[int, str | None]]:
@@ -27,11 +28,14 @@ def _hops(route: Any) -> list[tuple[int, str | None]]:
             for hop in route.get_attr("RTA_MULTIPATH") or []]
 
 
-def enforce_default_routes(netns: str, owners: Mapping[int, str | None]) -> list[str]:
+def enforce_default_routes(netns: str, owners: Mapping[int, str | None],
+                           gateways: Mapping[int, str] | None = None) -> list[str]:
     """Delete main-table default routes not leaving through the owning interface.
 
     `owners` maps the IP family (4, 6) to the pod interface name that may hold a
-    default route, or None for none. Returns a description of what was removed.
+    default route, or None for none; `gateways` names, per family, the gateway the
+    owner's default route must use (the pod's `default-route` request). Returns a
+    description of what was changed.
     """
     from pyroute2 import IPRoute  # heavy import: only on the path that needs it
 
@@ -47,14 +51,19 @@ def enforce_default_routes(netns: str, owners: Mapping[int, str | None]) -> list
                     foreign = [hop for hop in _hops(route) if hop[0] != keep]
                     if foreign:
                         _drop_hops(ipr, route, family, foreign, keep)
-                        removed += [f"IPv{family} default via {gw} (oif {oif})"
+                        removed += [f"removed IPv{family} default via {gw} (oif {oif})"
                                     for oif, gw in foreign]
+                gateway = (gateways or {}).get(family)
+                if gateway and keep is not None:
+                    ipr.route("replace", dst=DEFAULTS[family], gateway=gateway, oif=keep,
+                              family=FAMILIES[family], table=254)
+                    removed.append(f"set IPv{family} default via {gateway} dev {owner}")
     except CNIError:
         raise
     except Exception as exc:  # netlink errors come in many types; all mean the same here
         raise CNIError(ROUTE_FAILED, f"cannot set default routes in {netns}: {exc}") from None
     for line in removed:
-        log.info("removed %s in %s", line, netns)
+        log.info("%s in %s", line, netns)
     return removed
 
 

@@ -6,6 +6,7 @@ only carry requests here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,9 +16,12 @@ from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.delete import run_del
 from multinet.attach.gc import run_gc
 from multinet.attach.plan import plan_from_delegates
+from multinet.attach.podadd import add_for_pod
 from multinet.attach.status import run_status
 from multinet.cni import version as versions
 from multinet.cni.request import Request
+from multinet.k8s.client import Kube, KubeClient
+from multinet.k8s.podref import pod_ref
 
 
 def version_reply(request: Request) -> dict[str, Any]:
@@ -25,12 +29,27 @@ def version_reply(request: Request) -> dict[str, Any]:
     return {"cniVersion": version, "supportedVersions": list(versions.SUPPORTED_VERSIONS)}
 
 
-def handle(request: Request, base_env: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-    """Serve one request; return what goes to stdout (None for nothing)."""
+def kube_configured(conf: MultinetConf, env: Mapping[str, str]) -> bool:
+    return bool(conf.get("kubeconfig") or env.get("KUBERNETES_SERVICE_HOST"))
+
+
+def handle(request: Request, base_env: Mapping[str, str] | None = None,
+           kube: Kube | None = None) -> dict[str, Any] | None:
+    """Serve one request; return what goes to stdout (None for nothing).
+
+    `kube` is how pods and NADs are read (a live client or a watch cache); without
+    it, one is made from the config's kubeconfig when the call names a pod.
+    """
     if request.command == "VERSION":
         return version_reply(request)
     conf: MultinetConf = load_conf(request.config)
     if request.command == "ADD":
+        ref = pod_ref(request.cni_args)
+        env = os.environ if base_env is None else base_env
+        if ref is not None and (kube is not None or kube_configured(conf, env)):
+            if kube is None:
+                kube = KubeClient(conf.get("kubeconfig", ""))
+            return add_for_pod(request, conf, kube, ref, base_env)
         plan = plan_from_delegates(conf, request)
         return run_add(request, conf, plan, base_env).output
     if request.command == "DEL":

@@ -68,6 +68,27 @@ def _dns(result: dict[str, Any]) -> dict[str, Any] | None:
     return out or None
 
 
+def _default_gateways(result: dict[str, Any], chosen: list[dict[str, Any]]) -> list[str]:
+    """Next hops of the attachment's default routes, as Multus reports `gateway`.
+
+    A default route without `gw` goes through the gateway of the attachment's
+    address of the same family (that is how IPAM plugins install it).
+    """
+    by_family = {}
+    for ip in chosen:
+        if ip.get("gateway"):
+            by_family.setdefault(ipaddress.ip_interface(ip["address"]).version, ip["gateway"])
+    out = []
+    for route in result.get("routes") or []:
+        dst = ipaddress.ip_network(route.get("dst", ""), strict=False)
+        if dst.prefixlen != 0:
+            continue
+        gateway = route.get("gw") or by_family.get(dst.version)
+        if gateway:
+            out.append(_bare_ip(gateway))
+    return list(dict.fromkeys(out))
+
+
 def status_entry(
     network_name: str,
     ifname: str,
@@ -102,7 +123,7 @@ def status_entry(
         entry["dns"] = dns
     if device_info:
         entry["device-info"] = device_info
-    gateways = list(dict.fromkeys(_bare_ip(ip["gateway"]) for ip in chosen if ip.get("gateway")))
+    gateways = _default_gateways(result, chosen)
     if gateways:
         entry["gateway"] = gateways
     if default_route is not None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import subprocess
+import threading
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 NETNS_DIR = "/var/run/netns"
 
@@ -66,3 +72,35 @@ class NetNS:
         self.ip("link", "add", name, "type", "veth", "peer", "name", peer)
         self.ip("link", "set", name, "up")
         self.ip("link", "set", peer, "up")
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def run_in_netns(path: str, fn: Callable[[], T]) -> T:
+    """Call `fn` on a thread that has joined the namespace at `path`.
+
+    Sockets `fn` creates live in that namespace, while this process (and its
+    other threads) stays where it is: how a test serves an API inside a node.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {path}")
+        finally:
+            os.close(fd)
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"netns-{os.path.basename(path)}")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -63,13 +63,13 @@ def test_process_killed_mid_add_is_cleaned_by_del(cnode, pod, workdir):
     proc.stdin.write(json.dumps(conf).encode())
     proc.stdin.close()
     deadline = time.monotonic() + 30
-    while "net1" not in pod.links() and time.monotonic() < deadline:
+    # The third delegate has started: the first two are done, the ADD is mid-way.
+    while not os.path.exists(pid_file) and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(0.1)  # the recorder writes its pid before sleeping
     assert "net1" in pod.links(), "the second delegate never ran"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    while not os.path.exists(pid_file) and time.monotonic() < deadline:
-        time.sleep(0.05)
     with open(pid_file) as handle:
         os.kill(int(handle.read()), signal.SIGKILL)  # the runtime's kill leaves it orphaned
     assert cnode.records() == ["ckill"], "the intent record was written before delegates ran"

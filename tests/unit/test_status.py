@@ -46,7 +46,7 @@ def test_bridge_result_reports_only_the_pod_side():
             "search": ["example.com"],
             "options": ["ndots:5"],
         },
-        "gateway": ["10.1.0.1", "2001:db8::1"],
+        "gateway": ["10.1.0.1"],  # next hops of default routes only, as Multus
     }
     assert "10.1.0.1" not in entry["ips"]
 
@@ -125,8 +125,15 @@ def test_no_sandbox_interface_uses_ifname_and_unindexed_ips_without_mac():
         "interface": "net2",
         "ips": ["10.3.0.4", "10.3.0.5"],
         "default": False,
-        "gateway": ["10.3.0.1"],
     }
+
+
+def test_gateway_lists_default_route_next_hops_and_fills_in_ipam_gateways():
+    result = {**BRIDGE_RESULT, "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0", "gw": "fd00::9"},
+                                          {"dst": "198.18.0.0/16", "gw": "10.1.0.7"}]}
+    entry = status_entry("p/n", "net1", result, False)
+    assert entry["gateway"] == ["10.1.0.1", "fd00::9"]
+    assert "gateway" not in status_entry("p/n", "net1", {**result, "routes": []}, False)
 
 
 def test_empty_result_gives_minimal_entry():
