@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from multinet.cni.request import Request
 log = logging.getLogger("multinet.add")
 
 ALREADY_ADDED = 105
+DEFAULT_PARALLEL = 4
 
 
 @dataclass(frozen=True)
@@ -102,19 +104,50 @@ def _output(conf: MultinetConf, merged: dict[str, Any], canonical: list[dict[str
 
 def _attach_all(request: Request, conf: MultinetConf, record: Record,
                 base_env: Mapping[str, str] | None) -> list[dict[str, Any]]:
-    canonical = []
-    for state in record.attachments:
-        attachment = state.attachment
-        ctx = delegates.context(conf, attachment, request.container_id, request.netns,
-                                request.args, request.path, base_env)
-        raw = delegates.add(ctx, attachment)
-        state.result = raw
-        try:
-            canonical.append(cnitypes.upgrade(raw, attachment.network.cni_version))
-        except CNIError as err:
-            raise CNIError(err.code, f"network {attachment.name!r}: {err.msg}",
-                           err.details) from None
-    return canonical
+    """Run every attachment's delegates: the cluster network first, then the others,
+    up to `parallelAttachments` at a time. Results keep the plan's order."""
+    states = record.attachments
+    canonical: list[dict[str, Any] | None] = [None] * len(states)
+
+    def attach(index: int) -> None:
+        canonical[index] = _attach_one(request, conf, states[index], base_env)
+
+    attach(0)
+    width = max(1, int(conf.get("parallelAttachments", DEFAULT_PARALLEL)))
+    rest = range(1, len(states))
+    if width == 1 or len(rest) <= 1:
+        for index in rest:
+            attach(index)
+        return [c for c in canonical if c is not None]
+    with ThreadPoolExecutor(max_workers=min(width, len(rest))) as pool:
+        futures = [pool.submit(attach, index) for index in rest]
+        errors = []
+        for future in futures:
+            try:
+                future.result()
+            except CancelledError:
+                continue  # never started: nothing to undo
+            except Exception as exc:  # keep going: every started one must be known
+                errors.append(exc)
+                for pending in futures:
+                    pending.cancel()
+    if errors:
+        raise errors[0]  # the first failure in the plan's order
+    return [c for c in canonical if c is not None]
+
+
+def _attach_one(request: Request, conf: MultinetConf, state: AttachmentState,
+                base_env: Mapping[str, str] | None) -> dict[str, Any]:
+    attachment = state.attachment
+    ctx = delegates.context(conf, attachment, request.container_id, request.netns,
+                            request.args, request.path, base_env)
+    state.started = True
+    raw = delegates.add(ctx, attachment)
+    state.result = raw
+    try:
+        return cnitypes.upgrade(raw, attachment.network.cni_version)
+    except CNIError as err:
+        raise CNIError(err.code, f"network {attachment.name!r}: {err.msg}", err.details) from None
 
 
 def _roll_back(request: Request, conf: MultinetConf, store: RecordStore, record: Record,
@@ -124,9 +157,7 @@ def _roll_back(request: Request, conf: MultinetConf, store: RecordStore, record:
     The failed one is included: DEL is idempotent and a plugin may have left
     something behind before failing. Attachments never started are skipped.
     """
-    started = [s for s in record.attachments if s.result is not None]
-    if len(started) < len(record.attachments):
-        started.append(record.attachments[len(started)])
+    started = [s for s in record.attachments if s.started]
     left = []
     for state in reversed(started):
         ctx = delegates.context(conf, state.attachment, request.container_id, request.netns,

@@ -28,6 +28,7 @@ ADDED = "added"
 class AttachmentState:
     attachment: Attachment
     result: dict[str, Any] | None = None  # the delegate's result, in its own version
+    started: bool = False  # its delegates ran in this process (not stored)
 
 
 @dataclass

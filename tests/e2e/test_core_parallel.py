@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from multinet.testing import configs
@@ -34,6 +36,61 @@ def test_sixteen_pods_in_parallel(cnode, make_pod):
     with ThreadPoolExecutor(max_workers=PODS) as pool:
         dels = list(pool.map(lambda p: cnode.cni("DEL", conf, p[0], p[1].path), pairs))
     assert [run.returncode for run in dels] == [0] * PODS
+    assert cnode.leased_ips() == []
+    assert cnode.records() == []
+    assert cnode.host_veths() == []
+
+
+def _slow(name: str, record: str, **knobs) -> dict:
+    return {"cniVersion": "1.0.0", "name": name, "type": "recorder", "recordFile": record,
+            "sleep": 0.5, "result": {"cniVersion": "1.0.0", "interfaces": [
+                {"name": name, "sandbox": "/x"}]}, **knobs}
+
+
+def _adds(record: str) -> list[dict]:
+    with open(record) as handle:
+        return [c for c in map(json.loads, handle) if c["command"] == "ADD"]
+
+
+def _overlaps(calls: list[dict]) -> bool:
+    spans = sorted((c["start"], c["end"]) for c in calls)
+    return any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def test_secondaries_run_in_parallel_with_a_stable_order(cnode, pod, workdir):
+    record = os.path.join(workdir, "calls")
+    secondaries = [_slow(f"sec{i}", record) for i in range(1, 4)]
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries])
+    result = cnode.cni("ADD", conf, "cpar", pod.path).ok()
+    assert _overlaps(_adds(record)), "secondaries ran one after another"
+    names = [i["name"] for i in result["interfaces"] if i.get("sandbox")]
+    assert names == ["eth0", "sec1", "sec2", "sec3"], "plan order, whatever the timing"
+    cnode.cni("DEL", conf, "cpar", pod.path).ok()
+
+    os.unlink(record)
+    sequential = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries],
+                            parallelAttachments=1)
+    cnode.cni("ADD", sequential, "cseq", pod.path).ok()
+    assert not _overlaps(_adds(record)), "parallelAttachments=1 must serialise"
+    cnode.cni("DEL", sequential, "cseq", pod.path).ok()
+
+
+def test_parallel_failure_rolls_back_every_started_attachment(cnode, pod, workdir):
+    import json
+    record = os.path.join(workdir, "calls")
+    secondaries = [
+        configs.macvlan_net("mac1", cnode.macvlan_master, cnode.ipam_dir,
+                            subnets=("198.18.11.0/24",)),
+        _slow("broken", record, failOn=["ADD"]),
+        configs.macvlan_net("mac3", cnode.macvlan_master, cnode.ipam_dir,
+                            subnets=("198.18.13.0/24",)),
+    ]
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries])
+    run = cnode.cni("ADD", conf, "cpfail", pod.path)
+    assert run.returncode != 0 and "'broken'" in run.json["msg"]
+    with open(record) as handle:
+        assert [c["command"] for c in map(json.loads, handle)] == ["ADD", "DEL"]
+    assert set(pod.links()) == {"lo"}
     assert cnode.leased_ips() == []
     assert cnode.records() == []
     assert cnode.host_veths() == []
