@@ -17,6 +17,7 @@ from multinet.attach.delete import run_del
 from multinet.attach.gc import run_gc
 from multinet.attach.plan import plan_from_delegates
 from multinet.attach.podadd import add_for_pod
+from multinet.attach.readiness import wait_until_ready
 from multinet.attach.status import run_status
 from multinet.cni import version as versions
 from multinet.cni.request import Request
@@ -43,6 +44,8 @@ def handle(request: Request, base_env: Mapping[str, str] | None = None,
     if request.command == "VERSION":
         return version_reply(request)
     conf: MultinetConf = load_conf(request.config)
+    if request.command in ("ADD", "GC", "STATUS"):
+        wait_until_ready(conf, status=request.command == "STATUS")
     if request.command == "ADD":
         ref = pod_ref(request.cni_args)
         env = os.environ if base_env is None else base_env

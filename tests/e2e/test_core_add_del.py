@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 from multinet.testing import configs
 
@@ -111,3 +112,20 @@ def test_same_container_added_twice_is_refused_and_first_kept(cnode, pod):
     cnode.cni("DEL", conf, "ctwice", pod.path).ok()
     assert cnode.leased_ips() == []
     assert not os.path.exists(os.path.join(cnode.cni_dir, "ctwice"))
+
+
+def test_add_waits_for_the_readiness_file_then_gives_up_with_code_11(cnode, pod, workdir):
+    ready = os.path.join(workdir, "primary-ready")
+    conf = cnode.conf(cnode.three_networks()[:1], readinessindicatorfile=ready,
+                      readinessTimeoutSeconds=0.3)
+    late = cnode.cni("ADD", conf, "cready", pod.path)
+    assert late.json["code"] == 11 and ready in late.json["details"]
+    assert set(pod.links()) == {"lo"} and cnode.records() == []
+    assert cnode.cni("STATUS", conf).json["code"] == 50
+
+    conf["readinessTimeoutSeconds"] = 20
+    threading.Timer(0.5, lambda: open(ready, "w").close()).start()
+    cnode.cni("ADD", conf, "cready", pod.path).ok()
+    assert "eth0" in pod.links()
+    assert cnode.cni("STATUS", conf).returncode == 0
+    cnode.cni("DEL", conf, "cready", pod.path).ok()
