@@ -6,10 +6,8 @@ fsync, rename), so a reader sees either the old record or the new one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +16,7 @@ from multinet.attach.lock import LOCK_DIR
 from multinet.attach.plan import Attachment
 from multinet.cni.errors import DECODE_FAILURE, IO_FAILURE, CNIError
 from multinet.cni.request import CONTAINER_ID_RE
+from multinet.fileio import atomic_write, fsync_dir
 
 KIND = "multinetRecordV1"
 ADDING = "adding"  # written before the first delegate runs
@@ -97,28 +96,15 @@ class RecordStore:
             raise CNIError(DECODE_FAILURE, f"record {path} is unreadable: {exc}") from None
 
     def write(self, record: Record) -> None:
-        os.makedirs(self.cni_dir, mode=0o700, exist_ok=True)
-        path = self.path(record.container_id)
         data = json.dumps(record.to_dict(), indent=1).encode()
-        fd, tmp = tempfile.mkstemp(prefix=f".{record.container_id}.", dir=self.cni_dir)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        self._sync_dir()
+        atomic_write(self.path(record.container_id), data)
 
     def remove(self, container_id: str) -> None:
         try:
             os.unlink(self.path(container_id))
         except FileNotFoundError:
             return
-        self._sync_dir()
+        fsync_dir(self.cni_dir)
 
     def container_ids(self) -> Iterator[str]:
         try:
@@ -128,11 +114,3 @@ class RecordStore:
         for name in names:
             if name != LOCK_DIR and CONTAINER_ID_RE.match(name):
                 yield name
-
-    def _sync_dir(self) -> None:
-        # The rename or unlink is only durable once the directory is.
-        fd = os.open(self.cni_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -16,16 +16,15 @@ status entry may catch it and go on without ``device-info``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import best_match
 
 from multinet.cni.errors import DECODE_FAILURE, INVALID_CONFIG, IO_FAILURE, CNIError
+from multinet.fileio import atomic_write
 
 DEFAULT_BASE = "/var/run/k8s.cni.cncf.io/devinfo"
 SPEC_VERSION = "1.1.0"
@@ -191,35 +190,10 @@ def copy_dp_to_cni(
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
     try:
-        if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
-        # mkstemp creates the file 0600 in the same directory, so rename is atomic.
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+        atomic_write(path, data)
     except OSError as exc:
-        raise CNIError(IO_FAILURE, f"cannot create device-info file {path}", str(exc)) from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(directory)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise CNIError(IO_FAILURE, f"cannot write device-info file {path}", str(exc)) from exc
-
-
-def _fsync_dir(directory: str) -> None:
-    # Makes the rename itself durable across a crash.
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_cni_file(
