@@ -20,7 +20,6 @@ from multinet.cni.errors import K8S_FAILED, TRY_AGAIN_LATER, CNIError
 log = logging.getLogger("multinet.k8s")
 
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
-SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 T = TypeVar("T")
 
 
@@ -51,16 +50,15 @@ class KubeClient:
     """A thin wrapper over the official client with bounded retries."""
 
     def __init__(self, kubeconfig: str = "", timeout: float = 5.0, retry_for: float = 2.5,
-                 on_request: Callable[[str], None] | None = None) -> None:
-        from kubernetes import client, config  # heavy: only where the API is used
+                 on_request: Callable[[str], None] | None = None,
+                 token_recheck: float = 5.0) -> None:
+        from kubernetes import client  # heavy: only where the API is used
+
+        from multinet.k8s.credentials import make_api_client
 
         self._exceptions = client.exceptions
-        if kubeconfig:
-            self.api = config.new_client_from_config(config_file=kubeconfig)
-        else:
-            configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
-            self.api = client.ApiClient(configuration)
+        # The bearer token follows rotation: the token file is re-read when it changes.
+        self.api = make_api_client(kubeconfig, recheck=token_recheck)
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.timeout = timeout
