@@ -6,8 +6,10 @@ only carry requests here.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from multinet.attach.add import run_add
@@ -20,9 +22,12 @@ from multinet.attach.podadd import add_for_pod
 from multinet.attach.readiness import wait_until_ready
 from multinet.attach.status import run_status
 from multinet.cni import version as versions
-from multinet.cni.request import Request
+from multinet.cni.errors import INTERNAL, CNIError
+from multinet.cni.request import Request, decode_config, request_from_env
 from multinet.k8s.client import Kube, KubeClient
 from multinet.k8s.podref import pod_ref
+
+log = logging.getLogger("multinet.verbs")
 
 
 def version_reply(request: Request) -> dict[str, Any]:
@@ -64,3 +69,35 @@ def handle(request: Request, base_env: Mapping[str, str] | None = None,
     elif request.command == "STATUS":
         run_status(request, conf, base_env=base_env)
     return None
+
+
+def _error_version(stdin: bytes) -> str:
+    """The version errors are printed in: the config's when we speak it."""
+    try:
+        version = decode_config(stdin).get("cniVersion")
+    except CNIError:
+        return versions.LATEST
+    return version if version in versions.SUPPORTED_VERSIONS else versions.LATEST
+
+
+def respond(env: Mapping[str, str], stdin: bytes, base_env: Mapping[str, str] | None = None,
+            kube_for: Callable[[Request], Kube | None] | None = None) -> tuple[int, int, str]:
+    """Serve one call as a plugin answers: (exit code, CNI error code or 0, stdout).
+
+    `kube_for` picks the Kubernetes access for a request (the daemon's cache).
+    Never raises: the runtime gets CNI error JSON, never a traceback.
+    """
+    try:
+        request = request_from_env(env, stdin)
+        kube = kube_for(request) if kube_for is not None else None
+        reply = handle(request, base_env=env if base_env is None else base_env, kube=kube)
+    except CNIError as err:
+        log.error("%s container=%s failed code=%d: %s", env.get("CNI_COMMAND"),
+                  env.get("CNI_CONTAINERID", ""), err.code, err.msg)
+        return 1, err.code, err.to_json(_error_version(stdin))
+    except Exception as exc:
+        log.exception("%s container=%s crashed", env.get("CNI_COMMAND"),
+                      env.get("CNI_CONTAINERID", ""))
+        err = CNIError(INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        return 1, err.code, err.to_json(_error_version(stdin))
+    return 0, 0, json.dumps(reply) if reply is not None else ""

@@ -53,7 +53,8 @@ def test_two_attachments_get_two_distinct_devices(cnode, api, pod, sriov):
     kubelet.set_pod("ns1", "p1", {"app": {RESOURCE: DEVICES}})
     cnode.cni("ADD", conf, "c1", pod.path, args=cni_args(p, "c1")).ok()
 
-    adds = calls(record, "ADD")
+    # The two attachments run in parallel: order the calls by interface.
+    adds = sorted(calls(record, "ADD"), key=lambda c: c["env"]["CNI_IFNAME"])
     assert [c["env"]["CNI_IFNAME"] for c in adds] == ["net1", "net2"]
     given = [c["stdin"]["deviceID"] for c in adds]
     assert given == sorted(DEVICES), "one device each, in sorted order"
@@ -68,7 +69,8 @@ def test_two_attachments_get_two_distinct_devices(cnode, api, pod, sriov):
 
     cnode.cni("DEL", conf, "c1", pod.path).ok()
     assert not any(os.path.exists(f) for f in info_files), "device-info files removed"
-    assert [c["env"]["CNI_IFNAME"] for c in calls(record, "DEL")] == ["net2", "net1"]
+    assert [c["env"]["CNI_IFNAME"] for c in calls(record, "DEL")] == ["net2", "net1"], \
+        "DEL goes last first"
 
 
 def test_too_few_devices_is_a_clear_error(cnode, api, pod, sriov):

@@ -1,0 +1,148 @@
+"""The daemon's own config file: daemon settings, plus an overlay for every request.
+
+Like Multus' daemon-config.json: every key that is not a daemon setting is laid
+over the CNI config of each request, so cniDir, confDir, binDir, kubeconfig,
+namespaceIsolation and the like are decided on the node, not by the runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from multinet.attach.conf import validate
+from multinet.cli.logs import LEVELS
+from multinet.cni.errors import CNIError
+from multinet.shim import DEFAULT_SOCKET
+
+DEFAULT_METRICS_ADDRESS = "127.0.0.1"
+DEFAULT_METRICS_PORT = 9091
+DEFAULT_MAX_CONCURRENCY = 16
+DEFAULT_SHUTDOWN_GRACE = 30.0
+
+# Settings of the daemon itself: never laid over a request.
+DAEMON_KEYS = frozenset({
+    "socketPath", "socketDir", "metricsAddress", "metricsPort", "maxConcurrency",
+    "connectionLimit", "nodeName", "logFile", "logLevel", "logToStderr",
+    "shutdownGraceSeconds",
+})
+# A request's identity stays the runtime's.
+IDENTITY_KEYS = frozenset({"cniVersion", "name", "type"})
+# Multus daemon-config keys with no meaning here, accepted so its file can be reused.
+MULTUS_ONLY_KEYS = frozenset({
+    "chrootDir", "enablePprof", "perNodeCertificate", "multusConfigFile",
+    "multusAutoconfigDir", "cniConfigDir", "multusMasterCNI", "forceCNIVersion",
+    "overrideNetworkName", "logOptions", "daemonSocketDir",
+})
+
+
+class ConfigError(ValueError):
+    """The daemon config cannot be used; the daemon does not start."""
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    socket_path: str = DEFAULT_SOCKET
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
+    metrics_port: int = DEFAULT_METRICS_PORT  # 0: no HTTP endpoints
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    node_name: str = ""
+    log_file: str = ""
+    log_level: str = "info"
+    log_to_stderr: bool | None = None  # None: stderr when there is no log file
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    overlay: Mapping[str, Any] = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()
+
+
+def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = raw.get(key, default)
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def _socket_path(raw: Mapping[str, Any]) -> str:
+    if "socketPath" in raw:
+        return _typed(raw, "socketPath", str, "")
+    if "socketDir" in raw:  # Multus' key names the directory
+        return os.path.join(_typed(raw, "socketDir", str, ""), "multinet.sock")
+    return DEFAULT_SOCKET
+
+
+def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> DaemonConfig:
+    """Check and split a daemon config; ConfigError names the bad key."""
+    env = os.environ if environ is None else environ
+    if not isinstance(raw, Mapping):
+        raise ConfigError("the daemon config must be a JSON object")
+    limit = _typed(raw, "maxConcurrency", int,
+                   raw.get("connectionLimit", DEFAULT_MAX_CONCURRENCY))
+    if limit < 1:
+        raise ConfigError(f"maxConcurrency: must be at least 1, got {limit}")
+    port = _typed(raw, "metricsPort", int, DEFAULT_METRICS_PORT)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"metricsPort: {port} is not a TCP port")
+    grace = float(_typed(raw, "shutdownGraceSeconds", (int, float), DEFAULT_SHUTDOWN_GRACE))
+    socket_path = _socket_path(raw)
+    if not os.path.isabs(socket_path):
+        raise ConfigError(f"socketPath: must be absolute, got {socket_path!r}")
+    node = _typed(raw, "nodeName", str,
+                  env.get("MULTINET_NODE_NAME") or env.get("NODE_NAME") or "")
+    overlay = {k: v for k, v in raw.items()
+               if k not in DAEMON_KEYS | IDENTITY_KEYS | MULTUS_ONLY_KEYS}
+    try:  # the same schema every request meets, so a bad overlay fails here, once
+        validate({"cniVersion": "1.1.0", "name": "daemon-config", **overlay})
+    except CNIError as err:
+        raise ConfigError(err.msg) from None
+    log_level = _typed(raw, "logLevel", str, "info")
+    if log_level not in LEVELS:
+        raise ConfigError(f"logLevel: {log_level!r} is not one of {', '.join(LEVELS)}")
+    log_to_stderr = raw.get("logToStderr")
+    if log_to_stderr is not None and not isinstance(log_to_stderr, bool):
+        raise ConfigError(f"logToStderr: expected a boolean, got {log_to_stderr!r}")
+    return DaemonConfig(
+        socket_path=socket_path,
+        metrics_address=_typed(raw, "metricsAddress", str, DEFAULT_METRICS_ADDRESS),
+        metrics_port=port,
+        max_concurrency=limit,
+        node_name=node,
+        log_file=_typed(raw, "logFile", str, ""),
+        log_level=log_level,
+        log_to_stderr=log_to_stderr,
+        shutdown_grace=grace,
+        overlay=overlay,
+        ignored=tuple(sorted(k for k in raw if k in MULTUS_ONLY_KEYS)),
+    )
+
+
+def load_config(path: str | None) -> DaemonConfig:
+    """Read the config file; no file means every default."""
+    if not path:
+        return parse_config({})
+    try:
+        with open(path, "rb") as handle:
+            raw = json.loads(handle.read())
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not JSON: {exc}") from None
+    return parse_config(raw)
+
+
+def apply_overlay(stdin: bytes, overlay: Mapping[str, Any]) -> bytes:
+    """The request config with the overlay laid on top; left alone if it is not an object
+    (the engine then reports the decode error)."""
+    if not overlay:
+        return stdin
+    try:
+        config = json.loads(stdin)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return stdin
+    if not isinstance(config, dict):
+        return stdin
+    return json.dumps({**config, **overlay}).encode()

@@ -1,0 +1,96 @@
+"""Prometheus metrics of one daemon, in a registry of its own."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from multinet.daemon.delegatelog import LOGGER, delegate_call
+
+# CNI calls range from a few milliseconds (VERSION, a DEL with nothing to do) to the
+# delegate timeout.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+           30.0, 60.0)
+
+
+class _CacheSizes:
+    """Objects held by the Kubernetes watch caches, read at scrape time."""
+
+    def __init__(self, sizes: Callable[[], Mapping[str, int]]) -> None:
+        self._sizes = sizes
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("multinet_cache_objects",
+                                   "Objects in the daemon's watch caches", labels=["kind"])
+        try:
+            sizes = self._sizes()
+        except Exception:  # a scrape must not fail because a cache is restarting
+            sizes = {}
+        for kind, count in sorted(sizes.items()):
+            family.add_metric([kind], count)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "multinet_requests", "CNI requests served, by verb and CNI result code (0: ok)",
+            ["verb", "code"], registry=self.registry)
+        self.request_seconds = Histogram(
+            "multinet_request_duration_seconds", "Time to answer a CNI request, by verb",
+            ["verb"], buckets=BUCKETS, registry=self.registry)
+        self.delegate_seconds = Histogram(
+            "multinet_delegate_duration_seconds",
+            "Time one delegate plugin call took, by verb and plugin type",
+            ["verb", "plugin"], buckets=BUCKETS, registry=self.registry)
+        self.api_requests = Counter(
+            "multinet_api_requests", "Kubernetes API requests made, by verb and resource",
+            ["verb"], registry=self.registry)
+        self.inflight = Gauge(
+            "multinet_inflight_operations", "CNI requests being served now",
+            registry=self.registry)
+        ProcessCollector(registry=self.registry)
+        self._timings: DelegateTimings | None = None
+
+    def request_done(self, verb: str, code: int, seconds: float) -> None:
+        self.requests.labels(verb, str(code)).inc()
+        self.request_seconds.labels(verb).observe(seconds)
+
+    def api_request(self, what: str) -> None:
+        """Matches KubeClient's on_request: `what` is e.g. "GET pod"."""
+        self.api_requests.labels(what).inc()
+
+    def watch_caches(self, sizes: Callable[[], Mapping[str, int]]) -> None:
+        self.registry.register(_CacheSizes(sizes))
+
+    def read_delegate_lines(self, on: bool = True) -> None:
+        """Start (or stop) observing delegate timings from the engine's log lines."""
+        logger = logging.getLogger(LOGGER)
+        if on and self._timings is None:
+            self._timings = DelegateTimings(self)
+            logger.addHandler(self._timings)
+        elif not on and self._timings is not None:
+            logger.removeHandler(self._timings)
+            self._timings = None
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class DelegateTimings(logging.Handler):
+    """Observes the delegate histogram from the engine's per-delegate log line."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(logging.INFO)
+        self.metrics = metrics
+
+    def emit(self, record: logging.LogRecord) -> None:
+        call = delegate_call(record)
+        if call is not None:
+            self.metrics.delegate_seconds.labels(call.command, call.plugin).observe(call.seconds)

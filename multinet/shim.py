@@ -1,0 +1,296 @@
+"""The CNI binary the runtime executes: one call carried to the node daemon.
+
+Standard library only, and nothing from the rest of the package on the normal
+path, so the interpreter can start with `-I -S` (no site-packages scan) and the
+whole run costs tens of milliseconds. The wire format is described in
+docs/protocol.md; this module owns it (the daemon imports the framing from here).
+
+The runtime runs the launcher `multinet.daemon.install` writes (see docs/daemon.md).
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import os
+import socket
+import sys
+import time
+
+# Every import here is paid on every pod: typing, collections and base64 would add
+# about a third to the shim's run time, so they are for type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+PROTOCOL_VERSION = 1
+DEFAULT_SOCKET = "/run/multinet/multinet.sock"
+OVERLAY_FILE = "overlay.json"  # the daemon's config overlay, next to its socket
+MAX_FRAME = 16 << 20
+HEADER_SIZE = 4
+
+# Kept equal to multinet.cni.version (a unit test checks), so VERSION needs no import.
+SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+LATEST = "1.1.0"
+COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
+
+INVALID_ENV = 4
+DECODE_FAILURE = 6
+TRY_AGAIN_LATER = 11
+STATUS_UNAVAILABLE = 50
+INTERNAL = 101
+
+DEFAULT_WAIT_SECONDS = 10.0
+POLL_SECONDS = 0.1
+# Set to 1 to forbid running the engine in this process (tests; nodes without it).
+NO_INPROCESS_ENV = "MULTINET_NO_INPROCESS"
+SOCKET_ENV = "MULTINET_SOCKET"
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a frame of this protocol."""
+
+
+class Unreachable(Exception):
+    """No answer from the daemon: not listening, or gone before it answered."""
+
+    def __init__(self, msg: str, sent: bool = False) -> None:
+        super().__init__(msg)
+        self.sent = sent  # the request may have reached the daemon
+
+
+# -- framing -----------------------------------------------------------------------------
+
+def send_frame(sock: socket.socket, message: Mapping[str, Any]) -> None:
+    """One frame: a 4-byte big-endian length, then that many bytes of UTF-8 JSON."""
+    body = json.dumps(message, separators=(",", ":")).encode()
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME}")
+    sock.sendall(len(body).to_bytes(HEADER_SIZE, "big") + body)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise ProtocolError(f"connection closed with {left} of {size} bytes unread")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(sock: socket.socket) -> dict[str, Any]:
+    size = int.from_bytes(_recv_exact(sock, HEADER_SIZE), "big")
+    if size > MAX_FRAME:
+        raise ProtocolError(f"frame of {size} bytes exceeds {MAX_FRAME}")
+    try:
+        message = json.loads(_recv_exact(sock, size))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return message
+
+
+def encode_request(env: Mapping[str, str], stdin: bytes) -> dict[str, Any]:
+    """The request frame: the CNI_* variables and stdin (text, or base64 if not UTF-8)."""
+    message: dict[str, Any] = {"version": PROTOCOL_VERSION,
+                               "env": {k: v for k, v in env.items() if k.startswith("CNI_")}}
+    try:
+        message["stdin"] = stdin.decode()
+    except UnicodeDecodeError:
+        message["stdinBase64"] = binascii.b2a_base64(stdin, newline=False).decode()
+    return message
+
+
+def decode_request(message: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
+    """(env, stdin) from a request frame; ProtocolError if it is malformed."""
+    if message.get("version") != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported protocol version {message.get('version')!r}")
+    env = message.get("env")
+    if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ProtocolError("env must be an object of strings")
+    if isinstance(message.get("stdin"), str):
+        return env, message["stdin"].encode()
+    if isinstance(message.get("stdinBase64"), str):
+        try:
+            return env, binascii.a2b_base64(message["stdinBase64"].encode(), strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("stdinBase64 is not base64") from None
+    raise ProtocolError("stdin or stdinBase64 is required")
+
+
+def encode_answer(code: int, stdout: str) -> dict[str, Any]:
+    return {"code": code, "stdout": stdout}
+
+
+def decode_answer(message: Mapping[str, Any]) -> tuple[int, str]:
+    code, stdout = message.get("code"), message.get("stdout")
+    if not isinstance(code, int) or isinstance(code, bool) or not isinstance(stdout, str):
+        raise ProtocolError("answer needs an integer code and a string stdout")
+    return code, stdout
+
+
+# -- talking to the daemon ---------------------------------------------------------------
+
+def exchange(path: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, str]:
+    """Send one request, wait for its answer. Unreachable if there is none."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            # Blocking connect: a full backlog makes us wait instead of failing.
+            sock.connect(path)
+        except OSError as exc:
+            raise Unreachable(f"cannot connect: {exc.strerror or exc}") from None
+        try:
+            send_frame(sock, encode_request(env, stdin))
+            return decode_answer(recv_frame(sock))
+        except (OSError, ProtocolError) as exc:
+            raise Unreachable(f"no answer: {exc}", sent=True) from None
+    finally:
+        sock.close()
+
+
+def error_json(config: Mapping[str, Any], code: int, msg: str, details: str = "") -> str:
+    version = config.get("cniVersion")
+    out: dict[str, Any] = {"cniVersion": version if version in SUPPORTED_VERSIONS else LATEST,
+                           "code": code, "msg": msg}
+    if details:
+        out["details"] = details
+    return json.dumps(out)
+
+
+def _config(stdin: bytes) -> dict[str, Any] | None:
+    """The stdin config, {} when empty, None when it is not a JSON object."""
+    if not stdin.strip():
+        return {}
+    try:
+        config = json.loads(stdin)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def socket_path(env: Mapping[str, str], config: Mapping[str, Any]) -> str:
+    configured = config.get("socketPath")
+    return (env.get(SOCKET_ENV)
+            or (configured if isinstance(configured, str) and configured else DEFAULT_SOCKET))
+
+
+def _wait_seconds(config: Mapping[str, Any]) -> float:
+    value = config.get("shimWaitSeconds", DEFAULT_WAIT_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return DEFAULT_WAIT_SECONDS
+    return float(value)
+
+
+# -- the engine in this process, for when the daemon is away ------------------------------
+
+def _with_overlay(stdin: bytes, path: str) -> bytes | None:
+    """stdin with the daemon's overlay applied, as the daemon would; None if unreadable."""
+    overlay_path = os.path.join(os.path.dirname(path), OVERLAY_FILE)
+    try:
+        with open(overlay_path, "rb") as handle:
+            overlay = json.loads(handle.read())
+    except FileNotFoundError:
+        return stdin
+    except (OSError, ValueError):
+        return None
+    config = _config(stdin)
+    if not isinstance(overlay, dict) or config is None:
+        return None
+    if not overlay:
+        return stdin
+    return json.dumps({**config, **overlay}).encode()
+
+
+def in_process(env: Mapping[str, str], stdin: bytes, path: str) -> tuple[int, str] | None:
+    """Run the engine here; None when it is not installed, not allowed, or unsafe."""
+    if env.get(NO_INPROCESS_ENV, "") not in ("", "0"):
+        return None
+    stdin = _with_overlay(stdin, path)
+    if stdin is None:
+        return None
+    if sys.flags.no_site:
+        import site  # the launcher skipped it: the engine's dependencies live there
+
+        site.main()
+    try:
+        from multinet.cli import plugin
+    except ImportError:
+        return None
+    return plugin.serve(env, stdin)
+
+
+# -- the verbs -----------------------------------------------------------------------------
+
+def _version(config: Mapping[str, Any]) -> tuple[int, str]:
+    version = config.get("cniVersion") or LATEST
+    return 0, json.dumps({"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)})
+
+
+def _delete(env: Mapping[str, str], stdin: bytes, config: Mapping[str, Any],
+            path: str) -> tuple[int, str]:
+    """DEL: the daemon if it comes back in time, else the engine here, else code 11."""
+    deadline = time.monotonic() + _wait_seconds(config)
+    while True:
+        try:
+            return exchange(path, env, stdin)
+        except Unreachable as exc:
+            problem = str(exc)
+        if time.monotonic() + POLL_SECONDS > deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    answer = in_process(env, stdin, path)
+    if answer is not None:
+        return answer
+    return 1, error_json(config, TRY_AGAIN_LATER,
+                         f"multinet daemon at {path} unreachable; DEL not done, retry later",
+                         problem)
+
+
+def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, str]:
+    """Answer one CNI call: (exit code, stdout text)."""
+    config = _config(stdin)
+    command = env.get("CNI_COMMAND", "")
+    if command not in COMMANDS:
+        what = f"unknown CNI_COMMAND: {command}" if command else \
+            "required env variables [CNI_COMMAND] missing"
+        return 1, error_json(config or {}, INVALID_ENV, what)
+    if config is None:
+        return 1, error_json({}, DECODE_FAILURE, "stdin config is not a valid JSON object")
+    if command == "VERSION":
+        return _version(config)
+    path = socket_path(env, config)
+    if command == "DEL":
+        return _delete(env, stdin, config, path)
+    try:
+        return exchange(path, env, stdin)
+    except Unreachable as exc:
+        problem, sent = str(exc), exc.sent
+    # Only when the daemon never saw the request: running it again could do it twice.
+    if config.get("inProcessFallback") is True and not sent:
+        answer = in_process(env, stdin, path)
+        if answer is not None:
+            return answer
+    code = STATUS_UNAVAILABLE if command == "STATUS" else TRY_AGAIN_LATER
+    return 1, error_json(config, code, f"multinet daemon at {path} unreachable; "
+                         f"{command} not done, retry later", problem)
+
+
+def main() -> int:
+    try:
+        code, text = run(os.environ, sys.stdin.buffer.read())
+    except Exception as exc:  # the runtime must get CNI JSON, never a traceback
+        code, text = 1, error_json({}, INTERNAL, f"multinet shim failed: {exc!r}")
+    if text:
+        sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
