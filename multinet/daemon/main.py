@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -23,6 +22,7 @@ from multinet.daemon.health import Endpoints
 from multinet.daemon.jsonlog import setup as setup_logging
 from multinet.daemon.metrics import Metrics
 from multinet.daemon.server import SocketServer
+from multinet.fileio import atomic_write
 from multinet.shim import OVERLAY_FILE
 
 log = logging.getLogger("multinet.daemon")
@@ -36,26 +36,20 @@ def make_kube(config: DaemonConfig, metrics: Metrics) -> Any | None:
     kubeconfig = config.overlay.get("kubeconfig", "")
     if not kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
         return None
+    from multinet.k8s.cache import CachedKube
     from multinet.k8s.client import KubeClient
+    from multinet.k8s.events import BackgroundEvents
 
     client = KubeClient(kubeconfig, on_request=metrics.api_request)
-    try:
-        from multinet.k8s.cache import CachedKube
-    except ImportError:
-        return client
-    return CachedKube(client, config.node_name)
+    # Events go out after the answer: ADD latency never waits for them.
+    return BackgroundEvents(CachedKube(client, config.node_name))
 
 
 def write_overlay(config: DaemonConfig) -> None:
     """Leave the overlay next to the socket, so a shim running the engine itself while
     the daemon is away sees the same cniDir and friends."""
     path = os.path.join(os.path.dirname(config.socket_path), OVERLAY_FILE)
-    fd, tmp = tempfile.mkstemp(prefix=".overlay-", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w") as handle:
-        json.dump(dict(config.overlay), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(dict(config.overlay)).encode())
 
 
 class Daemon:

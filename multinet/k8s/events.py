@@ -1,0 +1,78 @@
+"""Pod events posted off the request path, so an ADD never waits for them."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from multinet.k8s.client import Kube
+
+log = logging.getLogger("multinet.k8s.events")
+
+_STOP = object()
+
+
+class BackgroundEvents:
+    """Wraps a Kube: everything passes through, except that create_event only
+    queues the event; one thread posts them in order. A full queue drops events
+    (with a log line) rather than slow pod networking down."""
+
+    def __init__(self, kube: Kube, capacity: int = 1000) -> None:
+        self.kube = kube
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kube, name)
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get_pod(namespace, name)
+
+    def get_nad(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get_nad(namespace, name)
+
+    def patch_pod_status(self, namespace: str, name: str, patch: Mapping[str, Any],
+                         retry_for: float | None = None) -> None:
+        self.kube.patch_pod_status(namespace, name, patch, retry_for)
+
+    def create_event(self, pod: Mapping[str, Any], reason: str, message: str,
+                     event_type: str = "Normal") -> None:
+        try:
+            self._queue.put_nowait((dict(pod), reason, message, event_type))
+        except queue.Full:
+            log.warning("event queue full: dropped %s %s", reason, message)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued event was posted (or timeout)."""
+        done = threading.Event()
+        try:
+            self._queue.put((None, None, done, None), timeout=timeout)
+        except queue.Full:
+            return
+        done.wait(timeout)
+
+    def stop(self) -> None:
+        self.flush()
+        self._queue.put(_STOP)
+        self._thread.join(timeout=5)
+        stop = getattr(self.kube, "stop", None)
+        if stop is not None:
+            stop()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            pod, reason, message, event_type = item
+            if pod is None:
+                message.set()  # a flush marker
+                continue
+            try:
+                self.kube.create_event(pod, reason, message, event_type)
+            except Exception:  # an event is never worth a crash
+                log.exception("event %s not posted", reason)
