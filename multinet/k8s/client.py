@@ -142,6 +142,8 @@ class KubeClient:
             try:
                 return call()
             except self._exceptions.ApiException as exc:
+                if exc.status == 401 and self._token_rotated():
+                    continue  # the token file changed under us: retry with the new one
                 retry = _transient(exc.status) or exc.status in also_retry
                 if not retry or time.monotonic() + delay > deadline:
                     raise
@@ -150,6 +152,10 @@ class KubeClient:
                     raise self._exceptions.ApiException(status=0, reason=str(exc)) from None
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
+
+    def _token_rotated(self) -> bool:
+        token = getattr(self.api, "rotating_token", None)
+        return token is not None and token.reread()
 
     @staticmethod
     def _error(what: str, exc: Any) -> CNIError:

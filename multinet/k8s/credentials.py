@@ -60,6 +60,13 @@ class RotatingToken:
                     self._reload()
         return self._token
 
+    def reread(self) -> bool:
+        """Re-read the file now (after a 401); True when the token changed."""
+        with self._lock:
+            before = self._token
+            self._reload()
+            return self._token != before
+
     def _reload(self) -> None:
         self._checked = time.monotonic()
         try:
@@ -169,4 +176,6 @@ def make_api_client(kubeconfig: str, token_file: str | None = None, *,
         token = RotatingToken(token_file, recheck)
     if token is not None:
         token.install(configuration)
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    api.rotating_token = token  # so a 401 can ask for the newest token at once
+    return api

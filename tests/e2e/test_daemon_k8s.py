@@ -106,5 +106,6 @@ def test_rotated_token_is_picked_up_without_a_restart(kdaemon, cnode, api, pod):
     conf = cnode.conf([], clusterNetwork="cluster")
     kdaemon.shim("ADD", conf, "c3", pod.path, args=cni_args(created, "c3")).ok()
     status = api.get("Pod", "ns1", "p3")["metadata"]["annotations"]
-    assert "k8s.v1.cni.cncf.io/network-status" in status, "the status patch used the new token"
+    assert "k8s.v1.cni.cncf.io/network-status" in status, [
+        line["msg"] for line in kdaemon.log_lines() if line["level"] != "DEBUG"][-5:]
     assert kdaemon.shim("DEL", conf, "c3", pod.path).returncode == 0
