@@ -41,6 +41,15 @@ class Kube(PodSource, Protocol):
                      event_type: str = "Normal") -> None: ...
 
 
+def _body(response: Any) -> bytes:
+    """Read a raw response whole and hand its connection back to the pool: without
+    this, every request would pay for a new TLS connection."""
+    try:
+        return response.data
+    finally:
+        response.release_conn()
+
+
 def _transient(status: int) -> bool:
     # 0: no HTTP answer (refused, reset, timed out); 429 and 5xx: the server asks to retry.
     return status == 0 or status == 429 or status >= 500
@@ -86,7 +95,7 @@ class KubeClient:
             if exc.status == 404:
                 return None
             raise self._error(what, exc) from None
-        return json.loads(response.data)
+        return json.loads(_body(response))
 
     # -- writes --------------------------------------------------------------------------
 
@@ -98,7 +107,7 @@ class KubeClient:
                 name, namespace, dict(patch), _content_type="application/merge-patch+json",
                 _preload_content=False, _request_timeout=self.timeout)
         try:
-            self._with_retries("PATCH pods/status", call, retry_for, also_retry=(409,))
+            _body(self._with_retries("PATCH pods/status", call, retry_for, also_retry=(409,)))
         except self._exceptions.ApiException as exc:
             raise self._error("PATCH pods/status", exc) from None
 
@@ -124,9 +133,9 @@ class KubeClient:
             "count": 1,
         }
         try:
-            self._with_retries("POST event", lambda: self.core.create_namespaced_event(
+            _body(self._with_retries("POST event", lambda: self.core.create_namespaced_event(
                 namespace, body, _preload_content=False, _request_timeout=self.timeout),
-                retry_for=0)
+                retry_for=0))
         except self._exceptions.ApiException as exc:
             log.warning("event %s for %s/%s not recorded: %s", reason, namespace,
                         meta.get("name"), exc.reason)

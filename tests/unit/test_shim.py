@@ -204,7 +204,8 @@ def test_unreadable_overlay_forbids_the_fallback(tmp_path):
 
 
 def test_launcher_starts_without_site_packages(tmp_path):
-    launcher = install_shim(str(tmp_path / "bin" / "multinet"), sys.executable, REPO)
+    launcher = install_shim(str(tmp_path / "bin" / "multinet"), sys.executable, REPO,
+                            native=False)
     with open(launcher) as handle:
         assert handle.readline() == f"#!{sys.executable} -IS\n"
     assert os.access(launcher, os.X_OK)

@@ -1,0 +1,1 @@
+"""The native shim: C source compiled at install time."""
