@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Attach one pod to three networks with the real multinet binary, show it, undo it.
+"""Attach one pod to three networks the way a node does it, show it, undo it.
 
-Makes a node namespace (where the plugin runs, with a macvlan master and a spare
-"VF"), a pod namespace, and a Kubernetes API stand-in inside the node holding the
-pod and three NetworkAttachmentDefinitions. The pod's annotation asks for a
-macvlan and a host-device network; `multinet` ADD attaches them beside the
-bridge cluster network. The demo prints the pod's interfaces and routes, its
-network-status annotation and the merged result, then DELs and checks that
-nothing is left.
+Makes a node namespace (with a macvlan master and a spare "VF"), a pod namespace,
+and a Kubernetes API stand-in reachable from the node, holding the pod and three
+NetworkAttachmentDefinitions. The multinet daemon runs in the node; the runtime's
+side is the installed shim. The pod's annotation asks for a macvlan and a
+host-device network beside the bridge cluster network. The demo prints the pod's
+interfaces and routes, its network-status annotation, the events, the API
+requests the ADD made and the merged result, then DELs and checks that nothing
+is left.
 """
 
 from __future__ import annotations
@@ -18,33 +19,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 
+from multinet.daemon.install import install_shim
 from multinet.testing import configs
 from multinet.testing.apiserver import ApiServer
 from multinet.testing.netns import NetNS, run_in_netns
 
 CNI_PATH = "/usr/lib/cni"
-
-
-def multinet_binary() -> str:
-    beside = os.path.join(os.path.dirname(sys.executable), "multinet")
-    return beside if os.path.exists(beside) else shutil.which("multinet") or "multinet"
-
-
-def call(node: NetNS, command: str, conf: dict, container: str, netns: str,
-         pod: dict) -> dict | None:
-    meta = pod["metadata"]
-    cni_args = (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};"
-                f"K8S_POD_NAME={meta['name']};K8S_POD_UID={meta['uid']}")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
-           "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
-           "CNI_PATH": CNI_PATH, "CNI_ARGS": cni_args}
-    proc = subprocess.run(["ip", "netns", "exec", node.name, multinet_binary()],
-                          input=json.dumps(conf).encode(), capture_output=True, env=env)
-    out = json.loads(proc.stdout) if proc.stdout.strip() else None
-    if proc.returncode != 0:
-        raise SystemExit(f"multinet {command} failed: {json.dumps(out, indent=2)}")
-    return out
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METRICS_PORT = 9091
 
 
 def section(title: str) -> None:
@@ -57,16 +42,82 @@ def nad(namespace: str, config: dict) -> dict:
             "spec": {"config": json.dumps(config)}}
 
 
+class Node:
+    """The node namespace with the daemon running in it and the shim installed."""
+
+    def __init__(self, root: str, kubeconfig: str) -> None:
+        self.ns = NetNS("demo-node")
+        self.ns.veth("mv-master", "mv-peer")
+        self.ns.veth("vf0", "pf0")
+        self.root = root
+        self.socket = os.path.join(root, "run", "multinet.sock")
+        self.shim = install_shim(os.path.join(root, "bin", "multinet"), sys.executable, REPO)
+        config = os.path.join(root, "daemon-config.json")
+        with open(config, "w") as handle:
+            json.dump({"socketPath": self.socket, "metricsPort": METRICS_PORT,
+                       "nodeName": "demo-node", "kubeconfig": kubeconfig,
+                       "cniDir": os.path.join(root, "records"),
+                       "logFile": os.path.join(root, "daemon.log")}, handle)
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.config = config
+
+    def start_daemon(self) -> None:
+        self.daemon = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns.name, sys.executable, "-m",
+             "multinet.daemon.main", "--config", self.config],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while self.http("/readyz") != 200:
+            if self.daemon.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the multinet daemon did not become ready")
+            time.sleep(0.1)
+
+    def http(self, path: str) -> int:
+        def fetch() -> int:
+            try:
+                url = f"http://127.0.0.1:{METRICS_PORT}{path}"
+                with urllib.request.urlopen(url, timeout=1) as reply:
+                    return reply.status
+            except OSError:
+                return 0
+
+        return run_in_netns(self.ns.path, fetch)
+
+    def cni(self, command: str, conf: dict, container: str, netns: str,
+            pod: dict) -> dict | None:
+        meta = pod["metadata"]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
+               "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+               "CNI_PATH": CNI_PATH,
+               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};"
+                           f"K8S_POD_NAME={meta['name']};K8S_POD_UID={meta['uid']}"}
+        started = time.perf_counter()
+        proc = subprocess.run(["ip", "netns", "exec", self.ns.name, self.shim],
+                              input=json.dumps(conf).encode(), capture_output=True, env=env)
+        self.last_seconds = time.perf_counter() - started
+        out = json.loads(proc.stdout) if proc.stdout.strip() else None
+        if proc.returncode != 0:
+            raise SystemExit(f"multinet {command} failed: {json.dumps(out, indent=2)}")
+        return out
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.terminate()
+            self.daemon.wait(30)
+        self.ns.delete()
+
+
 def main() -> int:
     root = tempfile.mkdtemp(prefix="multinet-demo-")
-    node, pod_ns = NetNS("demo-node"), NetNS("demo-pod")
     api = ApiServer()
+    pod_ns = NetNS("demo-pod")
+    node: Node | None = None
     try:
-        node.veth("mv-master", "mv-peer")
-        node.veth("vf0", "pf0")
-        run_in_netns(node.path, api.start)  # the API is reached from the node, as in a cluster
-        kubeconfig = str(api.write_kubeconfig(os.path.join(root, "kubeconfig")))
+        kubeconfig = os.path.join(root, "kubeconfig")
         ipam = os.path.join(root, "ipam")
+        node = Node(root, kubeconfig)
+        run_in_netns(node.ns.path, api.start)  # the API is reached from the node
+        api.write_kubeconfig(kubeconfig)
         api.create(nad("kube-system", configs.bridge_net("cluster", ipam)))
         api.create(nad("demo", configs.macvlan_net("storage", "mv-master", ipam,
                                                    routes=["0.0.0.0/0"])))
@@ -76,13 +127,17 @@ def main() -> int:
             "name": "web-0", "namespace": "demo",
             "annotations": {"k8s.v1.cni.cncf.io/networks": annotation}},
             "spec": {"nodeName": "demo-node", "containers": [{"name": "web", "image": "web"}]}})
-        conf = configs.multinet_conf(os.path.join(root, "records"), [], kubeconfig=kubeconfig,
-                                     clusterNetwork="cluster",
-                                     logFile=os.path.join(root, "multinet.log"))
+        node.start_daemon()
+        # What kubelet's runtime passes: the daemon adds its own keys (kubeconfig, cniDir).
+        conf = {"cniVersion": "1.1.0", "name": "multinet-cni-network", "type": "multinet",
+                "clusterNetwork": "cluster", "socketPath": node.socket}
         section("pod demo/web-0 asks for")
         print(f"k8s.v1.cni.cncf.io/networks: {annotation}")
 
-        result = call(node, "ADD", conf, "demo-container", pod_ns.path, pod)
+        api.reset_counts()
+        result = node.cni("ADD", conf, "demo-container", pod_ns.path, pod)
+        add_seconds = node.last_seconds
+        time.sleep(0.5)  # the events are posted after the answer
         section(f"pod {pod_ns.name}: ip addr")
         print(pod_ns.ip("-br", "addr"))
         section("pod: ip route (v4 and v6 default)")
@@ -93,10 +148,16 @@ def main() -> int:
         section("events")
         for event in api.events("demo"):
             print(f"{event['type']:8} {event['reason']:16} {event['message']}")
+        section("the ADD, as the runtime saw it")
+        print(f"{add_seconds * 1000:.0f} ms through the shim and the daemon; API requests: "
+              f"{api.count('GET', '/pods/')} pod reads, "
+              f"{api.count('GET', '/network-attachment-definitions/')} NAD reads "
+              f"(the daemon's watch caches have them), {api.count('PATCH')} status PATCH, "
+              f"{api.count('POST', '/events')} events")
         section("merged CNI result (stdout of ADD)")
         print(json.dumps(result, indent=2))
 
-        call(node, "DEL", conf, "demo-container", pod_ns.path, pod)
+        node.cni("DEL", conf, "demo-container", pod_ns.path, pod)
         section("after DEL")
         print("pod links:", ", ".join(pod_ns.links()))
         leases = [f for _, _, files in os.walk(ipam) for f in files
@@ -105,9 +166,10 @@ def main() -> int:
         records = [f for f in os.listdir(os.path.join(root, "records")) if f != ".locks"]
         print("records left:", records or "none")
     finally:
+        if node is not None:
+            node.close()
         api.stop()
         pod_ns.delete()
-        node.delete()
         shutil.rmtree(root, ignore_errors=True)
     return 0
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install what multinet needs on a Debian machine (as root): the reference CNI
-# plugins, iproute2, and a virtualenv at .venv with multinet and its test tools.
+# plugins, iproute2, a C compiler for the native shim, and a virtualenv at .venv
+# with multinet and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq

@@ -19,6 +19,12 @@ FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 DEFAULTS = {4: "0.0.0.0/0", 6: "::/0"}
 
 
+def preload() -> None:
+    """Import netlink support now: a long-running process pays it once, at start,
+    rather than in the first pod's ADD."""
+    import pyroute2  # noqa: F401
+
+
 def _hops(route: Any) -> list[tuple[int, str | None]]:
     """(oif, gateway) of each next hop; a multipath route has several."""
     oif = route.get_attr("RTA_OIF")

@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from multinet.attach import routes
 from multinet.daemon.config import ConfigError, DaemonConfig, load_config
 from multinet.daemon.dispatch import Dispatcher
 from multinet.daemon.health import Endpoints
@@ -85,6 +86,7 @@ class Daemon:
         return True, "ok"
 
     def start(self) -> None:
+        routes.preload()
         self.metrics.read_delegate_lines()
         sizes = getattr(self.kube, "sizes", None)
         if sizes is not None:

@@ -163,9 +163,9 @@ def test_all_fields_are_carried():
                     "name": "net-b",
                     "namespace": "other-ns",
                     "interface": "data0",
-                    "ips": ["10.2.2.42/24", "2001:db8::5/64"],
+                    "ips": ["198.18.34.42/24", "2001:db8::5/64"],
                     "mac": "02:23:45:67:89:01",
-                    "default-route": ["10.2.2.1"],
+                    "default-route": ["198.18.34.1"],
                     "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "TCP"}],
                     "bandwidth": {"ingressRate": 2048000, "ingressBurst": 160000},
                     "cni-args": {"spoofchk": "on"},
@@ -179,9 +179,9 @@ def test_all_fields_are_carried():
         name="net-b",
         namespace="other-ns",
         interface="data0",
-        ips=("10.2.2.42/24", "2001:db8::5/64"),
+        ips=("198.18.34.42/24", "2001:db8::5/64"),
         mac="02:23:45:67:89:01",
-        default_route=("10.2.2.1",),
+        default_route=("198.18.34.1",),
         port_mappings=({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},),
         bandwidth={"ingressRate": 2048000, "ingressBurst": 160000},
         cni_args={"spoofchk": "on"},
@@ -214,7 +214,7 @@ def test_invalid_interface_names(name):
 
 @pytest.mark.parametrize(
     "ips",
-    [["10.2.2.42"], ["10.2.2.42/24"], ["2001:db8::5"], ["2001:db8::5/128"], ["10.0.0.1/0"]],
+    [["198.18.34.42"], ["198.18.34.42/24"], ["2001:db8::5"], ["2001:db8::5/128"], ["198.18.0.1/0"]],
 )
 def test_valid_ips(ips):
     assert parse(one(ips=ips))[0].ips == tuple(ips)
@@ -225,15 +225,15 @@ def test_valid_ips(ips):
     [
         ([], "ips must not be an empty list"),
         (["300.1.1.1"], 'ips[0] "300.1.1.1" is not a valid IP address'),
-        (["10.0.0.1", "10.0.0.1/33"], 'ips[1] "10.0.0.1/33"'),
+        (["198.18.0.1", "198.18.0.1/33"], 'ips[1] "198.18.0.1/33"'),
         (["2001:db8::5/129"], 'ips[0] "2001:db8::5/129"'),
-        (["10.0.0.1/255.255.255.0"], "is not a valid IP address"),
-        (["10.0.0.1/024"], "is not a valid IP address"),
-        (["10.0.0.1/"], "is not a valid IP address"),
+        (["198.18.0.1/255.255.255.0"], "is not a valid IP address"),
+        (["198.18.0.1/024"], "is not a valid IP address"),
+        (["198.18.0.1/"], "is not a valid IP address"),
         (["fe80::1%eth0"], "is not a valid IP address"),
         (["010.0.0.1"], "is not a valid IP address"),
         ([5], "ips[0] 5 must be a string"),
-        ("10.0.0.1", 'ips "10.0.0.1" must be a list'),
+        ("198.18.0.1", 'ips "198.18.0.1" must be a list'),
     ],
 )
 def test_invalid_ips(ips, fragment):
@@ -263,28 +263,28 @@ def test_infiniband_guid():
 
 
 def test_default_route_values():
-    assert parse(one(**{"default-route": ["10.0.0.1", "fd00::1"]}))[0].default_route == (
-        "10.0.0.1",
+    assert parse(one(**{"default-route": ["198.18.0.1", "fd00::1"]}))[0].default_route == (
+        "198.18.0.1",
         "fd00::1",
     )
     # An empty list is allowed and still counts as a request.
     assert parse(one(**{"default-route": []}))[0].default_route == ()
     assert parse(one())[0].default_route is None
-    assert 'default-route[0] "10.0.0.1/24"' in parse_error(
-        one(**{"default-route": ["10.0.0.1/24"]})
+    assert 'default-route[0] "198.18.0.1/24"' in parse_error(
+        one(**{"default-route": ["198.18.0.1/24"]})
     )
 
 
 def test_default_route_at_most_one_gateway_per_family():
-    msg = parse_error(one(**{"default-route": ["10.0.0.1", "10.0.0.2"]}))
-    assert 'more than one IPv4 gateway ("10.0.0.1", "10.0.0.2")' in msg
-    assert "IPv6" in parse_error(one(**{"default-route": ["fd00::1", "10.0.0.1", "fd00::2"]}))
+    msg = parse_error(one(**{"default-route": ["198.18.0.1", "198.18.0.2"]}))
+    assert 'more than one IPv4 gateway ("198.18.0.1", "198.18.0.2")' in msg
+    assert "IPv6" in parse_error(one(**{"default-route": ["fd00::1", "198.18.0.1", "fd00::2"]}))
 
 
 def test_default_route_on_two_elements_is_rejected():
     value = json.dumps(
         [
-            {"name": "a", "default-route": ["10.0.0.1"]},
+            {"name": "a", "default-route": ["198.18.0.1"]},
             {"name": "b"},
             {"name": "c", "default-route": []},
         ]
@@ -297,12 +297,12 @@ def test_default_route_on_two_elements_is_rejected():
 def test_port_mappings():
     pm = [
         {"hostPort": 8080, "containerPort": 80},
-        {"hostPort": 65535, "containerPort": 1, "protocol": "SCTP", "hostIP": "10.0.0.5"},
+        {"hostPort": 65535, "containerPort": 1, "protocol": "SCTP", "hostIP": "198.18.0.5"},
         {"hostPort": 53, "containerPort": 53, "protocol": "Udp", "extra": 1, "hostIP": ""},
     ]
     assert parse(one(portMappings=pm))[0].port_mappings == (
         {"hostPort": 8080, "containerPort": 80},
-        {"hostPort": 65535, "containerPort": 1, "protocol": "sctp", "hostIP": "10.0.0.5"},
+        {"hostPort": 65535, "containerPort": 1, "protocol": "sctp", "hostIP": "198.18.0.5"},
         {"hostPort": 53, "containerPort": 53, "protocol": "udp"},
     )
 
@@ -365,7 +365,7 @@ def test_ipam_claim_reference():
     assert (
         parse(one(**{"ipam-claim-reference": "vm-a.net3"}))[0].ipam_claim_reference == "vm-a.net3"
     )
-    msg = parse_error(one(ips=["10.0.0.1"], **{"ipam-claim-reference": "vm-a.net3"}))
+    msg = parse_error(one(ips=["198.18.0.1"], **{"ipam-claim-reference": "vm-a.net3"}))
     assert "ips and ipam-claim-reference cannot both be set" in msg
     assert "ipam-claim-reference 5 must be a string" in parse_error(
         one(**{"ipam-claim-reference": 5})

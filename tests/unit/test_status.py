@@ -16,15 +16,15 @@ BRIDGE_RESULT = {
         {"name": "net1", "mac": "99:88:77:66:55:44", "mtu": 1500, "sandbox": NETNS},
     ],
     "ips": [
-        {"address": "10.1.0.5/16", "gateway": "10.1.0.1", "interface": 2},
+        {"address": "198.18.16.5/24", "gateway": "198.18.16.1", "interface": 2},
         {"address": "2001:0db8:0000::0005/64", "gateway": "2001:db8::1", "interface": 2},
         # A host-side address must never reach the status.
-        {"address": "10.1.0.1/16", "interface": 0},
+        {"address": "198.18.16.1/24", "interface": 0},
     ],
-    "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}],
+    "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],
     "dns": {
         "search": ["example.com"],
-        "nameservers": ["10.1.0.1"],
+        "nameservers": ["198.18.16.1"],
         "domain": "example.com",
         "options": ["ndots:5"],
     },
@@ -36,19 +36,19 @@ def test_bridge_result_reports_only_the_pod_side():
     assert entry == {
         "name": "p/net-a",
         "interface": "net1",
-        "ips": ["10.1.0.5", "2001:db8::5"],
+        "ips": ["198.18.16.5", "2001:db8::5"],
         "mac": "99:88:77:66:55:44",
         "mtu": 1500,
         "default": False,
         "dns": {
-            "nameservers": ["10.1.0.1"],
+            "nameservers": ["198.18.16.1"],
             "domain": "example.com",
             "search": ["example.com"],
             "options": ["ndots:5"],
         },
-        "gateway": ["10.1.0.1"],  # next hops of default routes only, as Multus
+        "gateway": ["198.18.16.1"],  # next hops of default routes only, as Multus
     }
-    assert "10.1.0.1" not in entry["ips"]
+    assert "198.18.16.1" not in entry["ips"]
 
 
 def test_key_order_matches_multus_then_spec_keys():
@@ -57,7 +57,7 @@ def test_key_order_matches_multus_then_spec_keys():
         "net1",
         BRIDGE_RESULT,
         True,
-        default_route=["10.1.0.1"],
+        default_route=["198.18.16.1"],
         device_info={"type": "pci"},
     )
     assert list(entry) == [
@@ -81,12 +81,12 @@ def test_ptp_result_with_host_veth_first_reports_pod_name():
             {"name": "veth9", "mac": "aa:aa:aa:aa:aa:aa"},
             {"name": "eth0", "mac": "bb:bb:bb:bb:bb:bb", "sandbox": NETNS},
         ],
-        "ips": [{"address": "10.2.0.7/32", "gateway": "10.2.0.1", "interface": 1}],
+        "ips": [{"address": "198.18.32.7/32", "gateway": "198.18.32.1", "interface": 1}],
     }
     entry = status_entry("p/ptp", "eth0", result, True)
     assert entry["interface"] == "eth0"
     assert entry["mac"] == "bb:bb:bb:bb:bb:bb"
-    assert entry["ips"] == ["10.2.0.7"]
+    assert entry["ips"] == ["198.18.32.7"]
     assert entry["default"] is True
 
 
@@ -98,15 +98,15 @@ def test_first_sandbox_interface_wins():
             {"name": "net1b", "mac": "02:00:00:00:00:02", "sandbox": NETNS},
         ],
         "ips": [
-            {"address": "10.0.0.2/24", "interface": 2},
-            {"address": "10.0.0.1/24", "interface": 1},
+            {"address": "198.18.0.2/24", "interface": 2},
+            {"address": "198.18.0.1/24", "interface": 1},
         ],
     }
     entry = status_entry("n", "net1", result, False)
     assert (entry["interface"], entry["mac"], entry["ips"]) == (
         "net1",
         "02:00:00:00:00:01",
-        ["10.0.0.1"],
+        ["198.18.0.1"],
     )
 
 
@@ -114,25 +114,25 @@ def test_no_sandbox_interface_uses_ifname_and_unindexed_ips_without_mac():
     result = {
         "interfaces": [{"name": "host0", "mac": "02:00:00:00:00:09"}],
         "ips": [
-            {"address": "10.0.0.9/24", "interface": 0},
-            {"address": "10.3.0.4/24", "gateway": "10.3.0.1"},
-            {"address": "10.3.0.5/24", "interface": -1},
+            {"address": "198.18.0.9/24", "interface": 0},
+            {"address": "198.18.48.4/24", "gateway": "198.18.48.1"},
+            {"address": "198.18.48.5/24", "interface": -1},
         ],
     }
     entry = status_entry("p/n", "net2", result, False)
     assert entry == {
         "name": "p/n",
         "interface": "net2",
-        "ips": ["10.3.0.4", "10.3.0.5"],
+        "ips": ["198.18.48.4", "198.18.48.5"],
         "default": False,
     }
 
 
 def test_gateway_lists_default_route_next_hops_and_fills_in_ipam_gateways():
     result = {**BRIDGE_RESULT, "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0", "gw": "fd00::9"},
-                                          {"dst": "198.18.0.0/16", "gw": "10.1.0.7"}]}
+                                          {"dst": "198.18.0.0/16", "gw": "198.18.16.7"}]}
     entry = status_entry("p/n", "net1", result, False)
-    assert entry["gateway"] == ["10.1.0.1", "fd00::9"]
+    assert entry["gateway"] == ["198.18.16.1", "fd00::9"]
     assert "gateway" not in status_entry("p/n", "net1", {**result, "routes": []}, False)
 
 
@@ -150,10 +150,10 @@ def test_sandbox_interface_with_unindexed_ips_keeps_them():
     # Some plugins leave ips[].interface out entirely; Multus still shows those ips.
     result = {
         "interfaces": [{"name": "eth0", "sandbox": NETNS}],
-        "ips": [{"address": "10.4.0.2/24"}],
+        "ips": [{"address": "198.18.64.2/24"}],
     }
     entry = status_entry("n", "eth0", result, True)
-    assert entry["ips"] == ["10.4.0.2"]
+    assert entry["ips"] == ["198.18.64.2"]
     assert "mac" not in entry
 
 
@@ -179,17 +179,17 @@ def test_default_route_and_device_info():
         "pci": {"pci-address": "0000:18:02.5", "pf-pci-address": "0000:18:00.0"},
     }
     entry = status_entry(
-        "p/sriov-a", "net3", {}, False, default_route=["10.2.2.1"], device_info=info
+        "p/sriov-a", "net3", {}, False, default_route=["198.18.34.1"], device_info=info
     )
-    assert entry["default-route"] == ["10.2.2.1"]
+    assert entry["default-route"] == ["198.18.34.1"]
     assert entry["device-info"] == info
     assert "default-route" not in status_entry("n", "net1", {}, False)
     assert "device-info" not in status_entry("n", "net1", {}, False, device_info={})
 
 
 def test_ipv4_mapped_addresses_print_like_go():
-    result = {"ips": [{"address": "::ffff:10.0.0.1/96"}]}
-    assert status_entry("n", "net1", result, False)["ips"] == ["10.0.0.1"]
+    result = {"ips": [{"address": "::ffff:198.18.0.1/96"}]}
+    assert status_entry("n", "net1", result, False)["ips"] == ["198.18.0.1"]
 
 
 def test_default_is_always_written():
@@ -205,7 +205,7 @@ def test_network_status_json_layout_matches_go_marshal_indent():
         {
             "name": "kube-system/default-net",
             "interface": "eth0",
-            "ips": ["10.244.1.5"],
+            "ips": ["198.19.244.5"],
             "mac": "0a:58:0a:f4:01:05",
             "default": True,
         },
@@ -216,7 +216,7 @@ def test_network_status_json_layout_matches_go_marshal_indent():
         '    "name": "kube-system/default-net",\n'
         '    "interface": "eth0",\n'
         '    "ips": [\n'
-        '        "10.244.1.5"\n'
+        '        "198.19.244.5"\n'
         "    ],\n"
         '    "mac": "0a:58:0a:f4:01:05",\n'
         '    "default": true\n'

@@ -20,7 +20,7 @@ MODERN_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 ONE_X = ("1.0.0", "1.1.0")
 
 DNS = {
-    "nameservers": ["10.1.0.1"],
+    "nameservers": ["198.18.16.1"],
     "domain": "example.com",
     "search": ["example.com"],
     "options": ["ndots:5"],
@@ -34,15 +34,17 @@ GOLDEN_110: dict[str, Any] = {
         {"name": "veth1a2b", "mac": "55:44:33:22:11:11"},
         {"name": "net1", "mac": "99:88:77:66:55:44", "mtu": 1500, "sandbox": "/var/run/netns/pod1"},
     ],
-    "ips": [{"address": "10.1.0.5/16", "gateway": "10.1.0.1", "interface": 2}],
-    "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1", "priority": 100, "table": 254, "scope": 0}],
+    "ips": [{"address": "198.18.16.5/24", "gateway": "198.18.16.1", "interface": 2}],
+    "routes": [
+        {"dst": "0.0.0.0/0", "gw": "198.18.16.1", "priority": 100, "table": 254, "scope": 0},
+    ],
     "dns": DNS,
 }
 
 GOLDEN_100 = {
     **GOLDEN_110,
     "cniVersion": "1.0.0",
-    "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}],
+    "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],
 }
 
 GOLDEN_040 = {
@@ -52,17 +54,19 @@ GOLDEN_040 = {
         {"name": "veth1a2b", "mac": "55:44:33:22:11:11"},
         {"name": "net1", "mac": "99:88:77:66:55:44", "sandbox": "/var/run/netns/pod1"},
     ],
-    "ips": [{"version": "4", "address": "10.1.0.5/16", "gateway": "10.1.0.1", "interface": 2}],
-    "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}],
+    "ips": [
+        {"version": "4", "address": "198.18.16.5/24", "gateway": "198.18.16.1", "interface": 2},
+    ],
+    "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],
     "dns": DNS,
 }
 
 GOLDEN_020 = {
     "cniVersion": "0.2.0",
     "ip4": {
-        "ip": "10.1.0.5/16",
-        "gateway": "10.1.0.1",
-        "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}],
+        "ip": "198.18.16.5/24",
+        "gateway": "198.18.16.1",
+        "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],
     },
     "dns": DNS,
 }
@@ -118,18 +122,18 @@ def test_golden_040_reads_into_canonical() -> None:
 def test_golden_020_from_the_checklist_reads_and_writes_back() -> None:
     raw = {
         "cniVersion": "0.2.0",
-        "ip4": {"ip": "10.1.0.5/16", "gateway": "10.1.0.1", "routes": [{"dst": "0.0.0.0/0"}]},
+        "ip4": {"ip": "198.18.16.5/24", "gateway": "198.18.16.1", "routes": [{"dst": "0.0.0.0/0"}]},
     }
     canonical = upgrade(raw, "1.1.0")
     assert canonical == {
         **EMPTY,
-        "ips": [{"address": "10.1.0.5/16", "gateway": "10.1.0.1"}],
+        "ips": [{"address": "198.18.16.5/24", "gateway": "198.18.16.1"}],
         "routes": [{"dst": "0.0.0.0/0"}],
     }
     assert convert(canonical, "0.2.0") == raw
     assert convert(canonical, "1.0.0") == {
         "cniVersion": "1.0.0",
-        "ips": [{"address": "10.1.0.5/16", "gateway": "10.1.0.1"}],
+        "ips": [{"address": "198.18.16.5/24", "gateway": "198.18.16.1"}],
         "routes": [{"dst": "0.0.0.0/0"}],
     }
 
@@ -137,14 +141,17 @@ def test_golden_020_from_the_checklist_reads_and_writes_back() -> None:
 def test_dual_stack_010_merges_routes_ip4_first_without_interface_index() -> None:
     raw = {
         "ip6": {"ip": "2001:db8::5/64", "routes": [{"dst": "::/0", "gw": "2001:db8::1"}]},
-        "ip4": {"ip": "10.1.0.5/16", "routes": [{"dst": "10.2.0.0/16", "gw": "10.1.0.1"}]},
-        "dns": {"nameservers": ["10.1.0.1"]},
+        "ip4": {"ip": "198.18.16.5/24", "routes": [{"dst": "198.18.32.0/24", "gw": "198.18.16.1"}]},
+        "dns": {"nameservers": ["198.18.16.1"]},
     }
     assert upgrade(raw, "") == {
         **EMPTY,
-        "ips": [{"address": "10.1.0.5/16"}, {"address": "2001:db8::5/64"}],
-        "routes": [{"dst": "10.2.0.0/16", "gw": "10.1.0.1"}, {"dst": "::/0", "gw": "2001:db8::1"}],
-        "dns": {"nameservers": ["10.1.0.1"]},
+        "ips": [{"address": "198.18.16.5/24"}, {"address": "2001:db8::5/64"}],
+        "routes": [
+            {"dst": "198.18.32.0/24", "gw": "198.18.16.1"},
+            {"dst": "::/0", "gw": "2001:db8::1"},
+        ],
+        "dns": {"nameservers": ["198.18.16.1"]},
     }
 
 
@@ -182,20 +189,20 @@ def test_none_and_empty_become_an_empty_result(raw: Any) -> None:
 
 @pytest.mark.parametrize("missing", [{}, {"cniVersion": ""}, {"cniVersion": None}])
 def test_result_without_version_is_read_as_the_default(missing: dict[str, Any]) -> None:
-    raw = {**missing, "ips": [{"version": "4", "address": "10.0.0.2/24"}]}
-    assert upgrade(raw, "0.4.0")["ips"] == [{"address": "10.0.0.2/24"}]
+    raw = {**missing, "ips": [{"version": "4", "address": "198.18.0.2/24"}]}
+    assert upgrade(raw, "0.4.0")["ips"] == [{"address": "198.18.0.2/24"}]
     # Read as a 0.2.0 result, the same body has no ip4/ip6 and so no address.
     assert upgrade(raw, "0.2.0")["ips"] == []
 
 
 def test_result_without_version_and_no_default_is_010() -> None:
-    raw = {"ip4": {"ip": "10.0.0.2/24"}, "ips": [{"address": "10.9.9.9/24"}]}
-    assert upgrade(raw, "")["ips"] == [{"address": "10.0.0.2/24"}]
+    raw = {"ip4": {"ip": "198.18.0.2/24"}, "ips": [{"address": "198.18.153.9/24"}]}
+    assert upgrade(raw, "")["ips"] == [{"address": "198.18.0.2/24"}]
 
 
 def test_result_version_wins_over_default() -> None:
-    raw = {"cniVersion": "0.2.0", "ip4": {"ip": "10.0.0.2/24"}}
-    assert upgrade(raw, "1.1.0")["ips"] == [{"address": "10.0.0.2/24"}]
+    raw = {"cniVersion": "0.2.0", "ip4": {"ip": "198.18.0.2/24"}}
+    assert upgrade(raw, "1.1.0")["ips"] == [{"address": "198.18.0.2/24"}]
 
 
 @pytest.mark.parametrize("version", ["0.5.0", "2.0.0", "1.1", "abc"])
@@ -242,14 +249,14 @@ def test_addresses_are_normalised_and_empty_fields_dropped() -> None:
 
 
 def test_ip_version_of_040_output_follows_the_address_family() -> None:
-    canonical = {**EMPTY, "ips": [{"address": "2001:db8::5/64"}, {"address": "10.0.0.1/8"}]}
+    canonical = {**EMPTY, "ips": [{"address": "2001:db8::5/64"}, {"address": "198.18.0.1/15"}]}
     assert [ip["version"] for ip in convert(canonical, "0.3.1")["ips"]] == ["6", "4"]
     assert all("version" not in ip for ip in convert(canonical, "1.0.0")["ips"])
 
 
 def test_stray_ip_version_in_1x_input_is_ignored() -> None:
-    raw = {"cniVersion": "1.0.0", "ips": [{"version": "6", "address": "10.0.0.1/8"}]}
-    assert upgrade(raw, "1.0.0")["ips"] == [{"address": "10.0.0.1/8"}]
+    raw = {"cniVersion": "1.0.0", "ips": [{"version": "6", "address": "198.18.0.1/15"}]}
+    assert upgrade(raw, "1.0.0")["ips"] == [{"address": "198.18.0.1/15"}]
 
 
 def test_output_shares_nothing_with_the_input() -> None:
@@ -266,11 +273,11 @@ def test_output_shares_nothing_with_the_input() -> None:
 
 
 def test_route_extras_survive_only_between_110_results() -> None:
-    route = {"dst": "10.0.0.0/8", "gw": "10.0.0.1", "mtu": 1400, "advmss": 1360,
+    route = {"dst": "198.18.0.0/15", "gw": "198.18.0.1", "mtu": 1400, "advmss": 1360,
              "priority": 5, "table": 100, "scope": 253}
-    raw = {"cniVersion": "1.1.0", "ips": [{"address": "10.0.0.2/8"}], "routes": [route]}
+    raw = {"cniVersion": "1.1.0", "ips": [{"address": "198.18.0.2/15"}], "routes": [route]}
     assert convert_any(raw, "1.1.0", "1.1.0")["routes"] == [route]
-    plain = [{"dst": "10.0.0.0/8", "gw": "10.0.0.1"}]
+    plain = [{"dst": "198.18.0.0/15", "gw": "198.18.0.1"}]
     for version in ("1.0.0", "0.4.0", "0.3.0"):
         assert convert_any(raw, version, "1.1.0")["routes"] == plain
     assert convert_any(raw, "0.2.0", "1.1.0")["ip4"]["routes"] == plain
@@ -279,7 +286,7 @@ def test_route_extras_survive_only_between_110_results() -> None:
 def test_route_extras_read_from_an_older_result_are_kept_for_110() -> None:
     raw = {
         "cniVersion": "0.4.0",
-        "ips": [{"version": "4", "address": "10.0.0.2/8"}],
+        "ips": [{"version": "4", "address": "198.18.0.2/15"}],
         "routes": [{"dst": "0.0.0.0/0", "priority": 20}],
     }
     assert convert_any(raw, "1.1.0", "0.4.0")["routes"] == [{"dst": "0.0.0.0/0", "priority": 20}]
@@ -294,20 +301,20 @@ def test_down_to_020_keeps_first_address_per_family_and_sorts_routes() -> None:
         "interfaces": [{"name": "eth0"}],
         "ips": [
             {"address": "2001:db8::5/64", "gateway": "2001:db8::1", "interface": 0},
-            {"address": "10.0.0.5/24", "interface": 0},
-            {"address": "10.0.1.5/24", "gateway": "10.0.1.1"},
+            {"address": "198.18.0.5/24", "interface": 0},
+            {"address": "198.18.1.5/24", "gateway": "198.18.1.1"},
             {"address": "2001:db8:1::5/64"},
         ],
         "routes": [
             {"dst": "::/0", "gw": "2001:db8::1"},
-            {"dst": "0.0.0.0/0", "gw": "10.0.0.1", "priority": 3},
-            {"dst": "192.168.0.0/16"},
+            {"dst": "0.0.0.0/0", "gw": "198.18.0.1", "priority": 3},
+            {"dst": "198.19.0.0/16"},
         ],
     }
     assert convert(canonical, "0.2.0") == {
         "cniVersion": "0.2.0",
-        "ip4": {"ip": "10.0.0.5/24", "routes": [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"},
-                                                {"dst": "192.168.0.0/16"}]},
+        "ip4": {"ip": "198.18.0.5/24", "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.0.1"},
+                                                {"dst": "198.19.0.0/16"}]},
         "ip6": {"ip": "2001:db8::5/64", "gateway": "2001:db8::1",
                 "routes": [{"dst": "::/0", "gw": "2001:db8::1"}]},
     }
@@ -317,7 +324,7 @@ def test_down_to_020_drops_routes_of_a_family_without_address() -> None:
     canonical = {
         **EMPTY,
         "ips": [{"address": "2001:db8::5/64"}],
-        "routes": [{"dst": "0.0.0.0/0", "gw": "10.0.0.1"}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.0.1"}],
     }
     assert convert(canonical, "0.1.0") == {"cniVersion": "0.1.0", "ip6": {"ip": "2001:db8::5/64"}}
 
@@ -339,44 +346,44 @@ def test_down_to_020_without_any_ip_fails(version: str) -> None:
 
 BAD_RESULTS = [
     (
-        {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1/24"}, {"address": "300.1.1.1/24"}]},
+        {"cniVersion": "1.0.0", "ips": [{"address": "198.18.0.1/24"}, {"address": "300.1.1.1/24"}]},
         "result ips[1].address: '300.1.1.1/24' is not an IP prefix",
     ),
-    ({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1"}]}, "ips[0].address: '10.0.0.1'"),
-    ({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1/33"}]}, "ips[0].address"),
-    ({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.1/255.0.0.0"}]}, "ips[0].address"),
+    ({"cniVersion": "1.0.0", "ips": [{"address": "198.18.0.1"}]}, "ips[0].address: '198.18.0.1'"),
+    ({"cniVersion": "1.0.0", "ips": [{"address": "198.18.0.1/33"}]}, "ips[0].address"),
+    ({"cniVersion": "1.0.0", "ips": [{"address": "198.18.0.1/255.0.0.0"}]}, "ips[0].address"),
     ({"cniVersion": "1.0.0", "ips": [{"address": "fe80::1%eth0/64"}]}, "ips[0].address"),
-    ({"cniVersion": "1.0.0", "ips": [{"gateway": "10.0.0.1"}]}, "ips[0].address: missing"),
+    ({"cniVersion": "1.0.0", "ips": [{"gateway": "198.18.0.1"}]}, "ips[0].address: missing"),
     ({"cniVersion": "1.0.0", "ips": [{"address": 5}]}, "ips[0].address: expected a string"),
     (
-        {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24", "gateway": "10.0.0.1/24"}]},
-        "ips[0].gateway: '10.0.0.1/24' is not an IP address",
+        {"cniVersion": "1.0.0", "ips": [{"address": "198.18.0.2/24", "gateway": "198.18.0.1/24"}]},
+        "ips[0].gateway: '198.18.0.1/24' is not an IP address",
     ),
     (
         {"cniVersion": "1.1.0", "interfaces": [{"name": "a"}],
-         "ips": [{"address": "10.0.0.2/24", "interface": 1}]},
+         "ips": [{"address": "198.18.0.2/24", "interface": 1}]},
         "ips[0].interface: index 1 is out of range",
     ),
     (
         {"cniVersion": "0.4.0", "interfaces": [{"name": "a"}],
-         "ips": [{"version": "4", "address": "10.0.0.2/24", "interface": -1}]},
+         "ips": [{"version": "4", "address": "198.18.0.2/24", "interface": -1}]},
         "ips[0].interface: index -1 is out of range",
     ),
     (
         {"cniVersion": "1.1.0", "interfaces": [{"name": "a"}, {"name": "b"}],
-         "ips": [{"address": "10.0.0.2/24", "interface": True}]},
+         "ips": [{"address": "198.18.0.2/24", "interface": True}]},
         "ips[0].interface: expected an integer index",
     ),
     (
         {"cniVersion": "1.1.0", "interfaces": [{"name": "a"}],
-         "ips": [{"address": "10.0.0.2/24", "interface": "0"}]},
+         "ips": [{"address": "198.18.0.2/24", "interface": "0"}]},
         "ips[0].interface: expected an integer index",
     ),
     (
-        {"cniVersion": "1.1.0", "routes": [{"dst": "10.0.0.0/8"}, {"dst": "default"}]},
+        {"cniVersion": "1.1.0", "routes": [{"dst": "198.18.0.0/15"}, {"dst": "default"}]},
         "routes[1].dst: 'default' is not an IP prefix",
     ),
-    ({"cniVersion": "1.1.0", "routes": [{"gw": "10.0.0.1"}]}, "routes[0].dst: missing"),
+    ({"cniVersion": "1.1.0", "routes": [{"gw": "198.18.0.1"}]}, "routes[0].dst: missing"),
     ({"cniVersion": "1.1.0", "routes": [{"dst": "::/0", "gw": "x"}]}, "routes[0].gw: 'x'"),
     ({"cniVersion": "1.1.0", "routes": [{"dst": "::/0", "table": -1}]}, "routes[0].table"),
     ({"cniVersion": "1.1.0", "routes": [{"dst": "::/0", "mtu": "9000"}]}, "routes[0].mtu"),
@@ -385,24 +392,24 @@ BAD_RESULTS = [
     ({"cniVersion": "1.1.0", "interfaces": [{"name": 3}]}, "interfaces[0].name: expected a str"),
     ({"cniVersion": "1.1.0", "interfaces": [{"name": "a", "mtu": -5}]}, "interfaces[0].mtu"),
     ({"cniVersion": "1.1.0", "interfaces": ["eth0"]}, "interfaces[0]: expected an object"),
-    ({"cniVersion": "1.1.0", "dns": {"nameservers": "10.0.0.1"}}, "dns.nameservers: expected"),
+    ({"cniVersion": "1.1.0", "dns": {"nameservers": "198.18.0.1"}}, "dns.nameservers: expected"),
     ({"cniVersion": "1.1.0", "dns": {"search": ["a", 1]}}, "dns.search[1]: expected a string"),
     ({"cniVersion": 1}, "result cniVersion: expected a string"),
     (
-        {"cniVersion": "0.4.0", "ips": [{"version": "6", "address": "10.0.0.2/24"}]},
+        {"cniVersion": "0.4.0", "ips": [{"version": "6", "address": "198.18.0.2/24"}]},
         "ips[0].version: '6' does not match",
     ),
     (
-        {"cniVersion": "0.3.1", "ips": [{"version": 4, "address": "10.0.0.2/24"}]},
+        {"cniVersion": "0.3.1", "ips": [{"version": 4, "address": "198.18.0.2/24"}]},
         'ips[0].version: 4 is not "4" or "6"',
     ),
     ({"cniVersion": "0.2.0", "ip4": {"ip": "2001:db8::1/64"}}, "ip4.ip: '2001:db8::1/64' is not"),
     ({"cniVersion": "0.2.0", "ip6": {"gateway": "2001:db8::1"}}, "ip6.ip: missing"),
     (
-        {"cniVersion": "0.1.0", "ip4": {"ip": "10.0.0.2/8", "routes": [{"dst": "10.0.0.0"}]}},
-        "ip4.routes[0].dst: '10.0.0.0' is not an IP prefix",
+        {"cniVersion": "0.1.0", "ip4": {"ip": "198.18.0.2/15", "routes": [{"dst": "198.18.0.0"}]}},
+        "ip4.routes[0].dst: '198.18.0.0' is not an IP prefix",
     ),
-    ({"cniVersion": "0.2.0", "ip4": "10.0.0.2/8"}, "ip4: expected an object"),
+    ({"cniVersion": "0.2.0", "ip4": "198.18.0.2/15"}, "ip4: expected an object"),
 ]
 
 
@@ -422,7 +429,7 @@ def test_a_result_that_is_not_an_object_is_a_decode_failure(raw: Any) -> None:
 
 
 def test_convert_checks_a_hand_built_canonical_result() -> None:
-    err = _error(convert, {**EMPTY, "ips": [{"address": "10.0.0.1/24", "interface": 0}]}, "1.0.0")
+    err = _error(convert, {**EMPTY, "ips": [{"address": "198.18.0.1/24", "interface": 0}]}, "1.0.0")
     assert err.code == DECODE_FAILURE
     assert "ips[0].interface" in err.msg
 
@@ -442,8 +449,8 @@ def test_conversion_matrix(src: str, dst: str) -> None:
         assert out["ip4"] == GOLDEN_020["ip4"]
         return
     ip = out["ips"][0]
-    assert ip["address"] == "10.1.0.5/16"
-    assert ip["gateway"] == "10.1.0.1"
+    assert ip["address"] == "198.18.16.5/24"
+    assert ip["gateway"] == "198.18.16.1"
     assert ("version" in ip) == (dst in v040.VERSIONS)
     # An interface index survives unless the result went through 0.x-before-0.3.
     assert ip.get("interface") == (None if src in v020.VERSIONS else 2)
@@ -520,7 +527,7 @@ def canonical_results(draw: st.DrawFn) -> dict[str, Any]:
         "ips": ips,
         "routes": draw(st.lists(_routes(), max_size=4)),
     }
-    dns = draw(st.sampled_from([{}, {"nameservers": ["10.0.0.53"]}, DNS]))
+    dns = draw(st.sampled_from([{}, {"nameservers": ["198.18.0.53"]}, DNS]))
     if dns:
         result["dns"] = dns
     return result
