@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from multinet.attach import delegates, merge, routes
+from multinet.attach import delegates, fanout, merge, routes
 from multinet.attach.conf import MultinetConf
 from multinet.attach.lock import container_lock, forget_container_lock
 from multinet.attach.plan import Attachment
@@ -20,7 +19,6 @@ from multinet.cni.request import Request
 log = logging.getLogger("multinet.add")
 
 ALREADY_ADDED = 105
-DEFAULT_PARALLEL = 4
 
 
 @dataclass(frozen=True)
@@ -105,35 +103,20 @@ def _output(conf: MultinetConf, merged: dict[str, Any], canonical: list[dict[str
 def _attach_all(request: Request, conf: MultinetConf, record: Record,
                 base_env: Mapping[str, str] | None) -> list[dict[str, Any]]:
     """Run every attachment's delegates: the cluster network first, then the others,
-    up to `parallelAttachments` at a time. Results keep the plan's order."""
+    `parallelAttachments` at a time. Results keep the plan's order."""
     states = record.attachments
-    canonical: list[dict[str, Any] | None] = [None] * len(states)
+    canonical: list[dict[str, Any]] = [{}] * len(states)
 
     def attach(index: int) -> None:
         canonical[index] = _attach_one(request, conf, states[index], base_env)
 
     attach(0)
-    width = max(1, int(conf.get("parallelAttachments", DEFAULT_PARALLEL)))
-    rest = range(1, len(states))
-    if width == 1 or len(rest) <= 1:
-        for index in rest:
-            attach(index)
-        return [c for c in canonical if c is not None]
-    with ThreadPoolExecutor(max_workers=min(width, len(rest))) as pool:
-        futures = [pool.submit(attach, index) for index in rest]
-        errors = []
-        for future in futures:
-            try:
-                future.result()
-            except CancelledError:
-                continue  # never started: nothing to undo
-            except Exception as exc:  # keep going: every started one must be known
-                errors.append(exc)
-                for pending in futures:
-                    pending.cancel()
-    if errors:
-        raise errors[0]  # the first failure in the plan's order
-    return [c for c in canonical if c is not None]
+    outcomes = fanout.run_each(range(1, len(states)), attach, fanout.width(conf),
+                               stop_on_error=True)
+    error = fanout.first_error(outcomes)  # the first failure in the plan's order
+    if error is not None:
+        raise error
+    return canonical
 
 
 def _attach_one(request: Request, conf: MultinetConf, state: AttachmentState,

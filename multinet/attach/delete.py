@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from multinet.attach import delegates
+from multinet.attach import delegates, fanout
 from multinet.attach.conf import MultinetConf
 from multinet.attach.lock import container_lock, forget_container_lock
-from multinet.attach.record import Record, RecordStore
-from multinet.cni.errors import CNIError
+from multinet.attach.record import AttachmentState, Record, RecordStore
+from multinet.cni.errors import INTERNAL, CNIError
 from multinet.cni.request import Request
 
 log = logging.getLogger("multinet.del")
@@ -35,23 +35,33 @@ def run_del(request: Request, conf: MultinetConf,
 
 def delete_record(conf: MultinetConf, store: RecordStore, record: Record, netns: str,
                   cni_path: tuple[str, ...], base_env: Mapping[str, str] | None) -> None:
-    """DEL every attachment, carrying on past failures (NPWG section 7.2).
-
-    Whatever fails stays in the record, so a retried DEL does exactly the rest.
+    """DEL every attachment, carrying on past failures (NPWG section 7.2): the
+    secondaries last first (`parallelAttachments` at a time), the cluster network
+    last of all. Whatever fails stays in the record, so a retried DEL does
+    exactly the rest.
     """
-    failures: list[CNIError] = []
-    left = []
-    for state in reversed(record.attachments):
+    def undo(state: AttachmentState) -> None:
         ctx = delegates.context(conf, state.attachment, record.container_id, netns,
                                 record.cni_args, cni_path, base_env)
         try:
             delegates.delete(ctx, state.attachment, state.result)
-        except CNIError as err:
-            failures.append(err)
-            left.insert(0, state)
-    if not failures:
+        except CNIError:
+            raise
+        except Exception as exc:  # kept in the record like any failure, never lost
+            log.exception("DEL of %s failed unexpectedly", state.attachment.name)
+            raise CNIError(INTERNAL, f"{ctx.label}: DEL failed: {exc!r}") from None
+
+    order = list(reversed(record.attachments[1:]))
+    outcomes = fanout.run_each(order, undo, fanout.width(conf))
+    outcomes += fanout.run_each(record.attachments[:1], undo, 1)
+    order += record.attachments[:1]
+    failed = {id(state): err for state, err in zip(order, outcomes, strict=True)
+              if isinstance(err, CNIError)}
+    if not failed:
         store.remove(record.container_id)
         return
+    left = [s for s in record.attachments if id(s) in failed]
+    failures = [failed[id(s)] for s in reversed(left)]
     record.attachments = left
     store.write(record)
     names = ", ".join(f"{s.attachment.name!r} ({s.attachment.ifname})" for s in left)

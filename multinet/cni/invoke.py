@@ -97,10 +97,14 @@ def _call(ctx: Context, command: str, conf: Mapping[str, Any]) -> dict[str, Any]
     except CNIError as err:
         raise CNIError(err.code, f"{where}: {command} failed: {err.msg}", err.details) from None
     stderr = output.stderr.decode(errors="replace").strip()
+    call_facts = {"command": command, "container": ctx.container_id, "ifname": ctx.ifname,
+                  "network": conf["name"], "plugin": plugin_type, "rc": output.returncode,
+                  "seconds": output.seconds}
+    # The facts ride along as a record attribute for handlers (metrics) to read.
     log.info(
         "delegate %s container=%s ifname=%s network=%s plugin=%s rc=%d seconds=%.6f",
         command, ctx.container_id, ctx.ifname, conf["name"], plugin_type,
-        output.returncode, output.seconds,
+        output.returncode, output.seconds, extra={"delegate_call": call_facts},
     )
     if stderr:
         log.debug("delegate %s %s stderr: %s", command, plugin_type, stderr)

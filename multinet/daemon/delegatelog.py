@@ -1,8 +1,8 @@
-"""Reading the engine's per-delegate log line without changing the engine.
+"""Reading the engine's per-delegate log record.
 
 multinet.cni.invoke logs one line per delegate call on the "multinet.delegate"
-logger, with the arguments (command, container, ifname, network, plugin, rc,
-seconds); the daemon turns those into log fields and latency samples.
+logger and attaches its facts as the record attribute `delegate_call`; the
+daemon turns those into log fields and latency samples.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 
 LOGGER = "multinet.delegate"
-_PREFIX = "delegate %s container="
 
 
 @dataclass(frozen=True)
@@ -27,14 +26,12 @@ class DelegateCall:
 
 def delegate_call(record: logging.LogRecord) -> DelegateCall | None:
     """The delegate call a record reports, or None for any other record."""
-    args = record.args
-    if record.name != LOGGER or not isinstance(args, tuple) or len(args) != 7:
+    facts = getattr(record, "delegate_call", None)
+    if record.name != LOGGER or not isinstance(facts, dict):
         return None
-    if not isinstance(record.msg, str) or not record.msg.startswith(_PREFIX):
-        return None
-    command, container, ifname, network, plugin, rc, seconds = args
     try:
-        return DelegateCall(str(command), str(container), str(ifname), str(network),
-                            str(plugin), int(rc), float(seconds))
-    except (TypeError, ValueError):
+        return DelegateCall(str(facts["command"]), str(facts["container"]),
+                            str(facts["ifname"]), str(facts["network"]), str(facts["plugin"]),
+                            int(facts["rc"]), float(facts["seconds"]))
+    except (KeyError, TypeError, ValueError):
         return None

@@ -94,3 +94,18 @@ def test_parallel_failure_rolls_back_every_started_attachment(cnode, pod, workdi
     assert cnode.leased_ips() == []
     assert cnode.records() == []
     assert cnode.host_veths() == []
+
+
+def test_del_undoes_secondaries_in_parallel_and_the_cluster_network_last(cnode, pod, workdir):
+    record = os.path.join(workdir, "calls")
+    cluster = {**_slow("cluster", record), "sleep": 0}
+    secondaries = [_slow(f"sec{i}", record, sleepOn=["DEL"]) for i in range(1, 4)]
+    conf = cnode.conf([cluster, *secondaries])
+    cnode.cni("ADD", conf, "cpdel", pod.path).ok()
+    assert cnode.cni("DEL", conf, "cpdel", pod.path).returncode == 0
+    with open(record) as handle:
+        dels = [c for c in map(json.loads, handle) if c["command"] == "DEL"]
+    by_name = {c["stdin"]["name"]: c for c in dels}
+    assert _overlaps([by_name[f"sec{i}"] for i in range(1, 4)])
+    assert by_name["cluster"]["start"] >= max(by_name[f"sec{i}"]["end"] for i in range(1, 4))
+    assert cnode.records() == []

@@ -355,7 +355,7 @@ def test_writes_go_to_the_api(api: ApiServer, make_cache: Any) -> None:
     cache.create_event(cache.get_pod("default", "a"), "AddedInterface", "Add net1")
     assert api.get("Pod", "default", "a")["metadata"]["annotations"]["k"] == "v"
     assert [e["reason"] for e in api.events("default")] == ["AddedInterface"]
-    wait_until(lambda: cache.get_pod("default", "a")["metadata"]["annotations"].get("k"))
+    wait_until(lambda: cache.get_pod("default", "a")["metadata"].get("annotations", {}).get("k"))
 
 
 def test_stop_is_prompt(api: ApiServer, make_cache: Any) -> None:

@@ -21,8 +21,13 @@ DELEGATE_LINE = "delegate %s container=%s ifname=%s network=%s plugin=%s rc=%d s
 
 
 def delegate_record(seconds: float = 0.25) -> logging.LogRecord:
-    return logging.LogRecord("multinet.delegate", logging.INFO, __file__, 1, DELEGATE_LINE,
-                             ("ADD", "c1", "net1", "macnet", "macvlan", 0, seconds), None)
+    """A record as multinet.cni.invoke logs it: the line, plus its facts attached."""
+    args = ("ADD", "c1", "net1", "macnet", "macvlan", 0, seconds)
+    facts = dict(zip(("command", "container", "ifname", "network", "plugin", "rc", "seconds"),
+                     args, strict=True))
+    return logging.getLogger("multinet.delegate").makeRecord(
+        "multinet.delegate", logging.INFO, __file__, 1, DELEGATE_LINE, args, None,
+        extra={"delegate_call": facts})
 
 
 def test_defaults():
