@@ -37,13 +37,13 @@ from multinet.daemon.install import install_shim
 from multinet.testing import configs
 from multinet.testing.apiserver import ApiServer
 from multinet.testing.netns import NetNS
+from multinet.testing.runtime import cni_env, pod_cni_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "bench", "results.json")
 SIZES = (1, 2, 4, 8)
 NODE = "bench-node"
 NAMESPACE = "bench"
-CNI_PATH = "/usr/lib/cni"
 METRICS_PORT = 9091
 DELEGATE_LINE = re.compile(r"delegate (\w+) container=(\S+) .* seconds=([0-9.]+)")
 
@@ -165,12 +165,7 @@ class Path:
         self.log_file = log_file
 
     def call(self, command: str, container: str, netns: str, pod: dict[str, Any]) -> float:
-        meta = pod["metadata"]
-        env = {"PATH": os.environ.get("PATH", ""), "CNI_COMMAND": command,
-               "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
-               "CNI_PATH": CNI_PATH,
-               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};"
-                           f"K8S_POD_NAME={meta['name']};K8S_POD_UID={meta['uid']}"}
+        env = cni_env(command, container, netns, args=pod_cni_args(pod, container))
         started = time.perf_counter()
         proc = subprocess.run([self.binary], input=self.conf, capture_output=True, env=env)
         elapsed = time.perf_counter() - started

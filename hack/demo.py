@@ -26,8 +26,8 @@ from multinet.daemon.install import install_shim
 from multinet.testing import configs
 from multinet.testing.apiserver import ApiServer
 from multinet.testing.netns import NetNS, run_in_netns
+from multinet.testing.runtime import cni_env, pod_cni_args
 
-CNI_PATH = "/usr/lib/cni"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS_PORT = 9091
 
@@ -85,12 +85,7 @@ class Node:
 
     def cni(self, command: str, conf: dict, container: str, netns: str,
             pod: dict) -> dict | None:
-        meta = pod["metadata"]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
-               "CNI_CONTAINERID": container, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
-               "CNI_PATH": CNI_PATH,
-               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};"
-                           f"K8S_POD_NAME={meta['name']};K8S_POD_UID={meta['uid']}"}
+        env = cni_env(command, container, netns, args=pod_cni_args(pod, container))
         started = time.perf_counter()
         proc = subprocess.run(["ip", "netns", "exec", self.ns.name, self.shim],
                               input=json.dumps(conf).encode(), capture_output=True, env=env)

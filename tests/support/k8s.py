@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from multinet.testing.runtime import pod_cni_args
+
 NODE = "node-a"
 
 
@@ -27,10 +29,7 @@ def nad_obj(namespace: str, name: str, config: dict[str, Any] | None,
 
 
 def cni_args(pod: dict[str, Any], container_id: str, uid: str | None = None) -> str:
-    meta = pod["metadata"]
-    return (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={meta['namespace']};"
-            f"K8S_POD_NAME={meta['name']};K8S_POD_INFRA_CONTAINER_ID={container_id};"
-            f"K8S_POD_UID={uid if uid is not None else meta.get('uid', '')}")
+    return pod_cni_args(pod, container_id, uid)
 
 
 def network_status(pod: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,8 +9,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from multinet.testing import runtime
+from multinet.testing.runtime import CNI_BIN
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CNI_BIN = "/usr/lib/cni"
 TEST_PLUGINS = os.path.join(REPO, "tests", "plugins")
 
 
@@ -31,17 +33,9 @@ class CNIRun:
 
 def cni_env(command: str, container_id: str = "", netns: str = "", ifname: str = "eth0",
             args: str = "", path: str = CNI_BIN) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-        "PYTHONPATH": REPO,
-        "CNI_COMMAND": command,
-        "CNI_CONTAINERID": container_id,
-        "CNI_NETNS": netns,
-        "CNI_IFNAME": ifname,
-        "CNI_ARGS": args,
-        "CNI_PATH": path,
-    }
-    return {k: v for k, v in env.items() if v != "" or k in ("PATH", "CNI_COMMAND")}
+    """A runtime's environment, plus the checkout on PYTHONPATH for `-m multinet...`."""
+    return {**runtime.cni_env(command, container_id, netns, ifname, args, path),
+            "PYTHONPATH": REPO}
 
 
 def run_multinet(node: str | None, command: str, conf: dict[str, Any] | bytes,
