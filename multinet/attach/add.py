@@ -13,12 +13,11 @@ from multinet.attach.lock import container_lock, forget_container_lock
 from multinet.attach.plan import Attachment
 from multinet.attach.record import ADDED, AttachmentState, Record, RecordStore
 from multinet.cni import types as cnitypes
-from multinet.cni.errors import INTERNAL, CNIError
+from multinet.cni.errors import ALREADY_ADDED, INTERNAL, CNIError
 from multinet.cni.request import Request
 
 log = logging.getLogger("multinet.add")
 
-ALREADY_ADDED = 105
 
 
 @dataclass(frozen=True)

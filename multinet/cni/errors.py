@@ -21,8 +21,8 @@ STATUS_UNAVAILABLE_DISRUPTING = 51
 DELEGATE_FAILED = 100
 INTERNAL = 101
 ROUTE_FAILED = 102
-DEL_INCOMPLETE = 103
 K8S_FAILED = 104
+ALREADY_ADDED = 105  # an ADD for a container that already has attachments
 
 
 class CNIError(Exception):
