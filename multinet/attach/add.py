@@ -19,7 +19,6 @@ from multinet.cni.request import Request
 log = logging.getLogger("multinet.add")
 
 
-
 @dataclass(frozen=True)
 class AddOutcome:
     """What ADD produced: the runtime's answer and each attachment's own result."""
@@ -57,22 +56,7 @@ def run_add(
         store.write(record)  # the intent: from here on, DEL knows what to undo
         try:
             canonical = _attach_all(request, conf, record, base_env)
-            owners = merge.default_route_owners([a.is_default for a in plan],
-                                                [a.default_route for a in plan])
-            gateways = merge.requested_gateways([a.default_route for a in plan])
-            # Plugins install the routes they report: only a foreign default route
-            # reported by some attachment, or a requested gateway, needs netlink work.
-            if gateways or merge.foreign_default_routes(canonical, owners):
-                routes.enforce_default_routes(
-                    request.netns,
-                    {f: plan[i].ifname if i is not None else None for f, i in owners.items()},
-                    {f: gw for f, (_, gw) in gateways.items()},
-                )
-            merged = merge.merge(canonical, owners, _default_index(plan), gateways)
-            # Each attachment's result as the pod has it: default routes it does not own
-            # are gone, a requested gateway is in.
-            applied = [{**r, "routes": merge.filter_routes(r, i, owners, gateways)}
-                       for i, r in enumerate(canonical)]
+            merged, applied = _settle_routes(request, plan, canonical)
             output = _output(conf, merged, canonical, plan)
         except Exception as exc:
             err = exc if isinstance(exc, CNIError) else internal_error(exc)
@@ -83,6 +67,27 @@ def run_add(
         record.state = ADDED
         store.write(record)
     return AddOutcome(output, merged, tuple(plan), tuple(applied))
+
+
+def _settle_routes(request: Request, plan: Sequence[Attachment],
+                   canonical: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Leave the pod one default route per family, its owner's; return the merged
+    result and each attachment's result as the pod now has it."""
+    owners = merge.default_route_owners([a.is_default for a in plan],
+                                        [a.default_route for a in plan])
+    gateways = merge.requested_gateways([a.default_route for a in plan])
+    # Plugins install the routes they report: only a foreign default route
+    # reported by some attachment, or a requested gateway, needs netlink work.
+    if gateways or merge.foreign_default_routes(canonical, owners):
+        routes.enforce_default_routes(
+            request.netns,
+            {f: plan[i].ifname if i is not None else None for f, i in owners.items()},
+            {f: gw for f, (_, gw) in gateways.items()},
+        )
+    merged = merge.merge(canonical, owners, _default_index(plan), gateways)
+    applied = [{**r, "routes": merge.filter_routes(r, i, owners, gateways)}
+               for i, r in enumerate(canonical)]
+    return merged, applied
 
 
 def _default_index(plan: Sequence[Attachment]) -> int:

@@ -6,8 +6,6 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from multinet.cni import types as cnitypes
-
 DEFAULT_DSTS = {4: "0.0.0.0/0", 6: "::/0"}
 
 
@@ -106,7 +104,3 @@ def merge(results: Sequence[Mapping[str, Any]], owners: Mapping[int, int | None]
     if results and results[dns_from].get("dns"):
         merged["dns"] = dict(results[dns_from]["dns"])
     return merged
-
-
-def output(canonical: Mapping[str, Any], cni_version: str) -> dict[str, Any]:
-    return cnitypes.convert(canonical, cni_version)

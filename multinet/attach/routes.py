@@ -11,12 +11,12 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
+from multinet.attach.merge import DEFAULT_DSTS
 from multinet.cni.errors import ROUTE_FAILED, CNIError
 
 log = logging.getLogger("multinet.routes")
 
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
-DEFAULTS = {4: "0.0.0.0/0", 6: "::/0"}
 
 
 def preload() -> None:
@@ -61,7 +61,7 @@ def enforce_default_routes(netns: str, owners: Mapping[int, str | None],
                                     for oif, gw in foreign]
                 gateway = (gateways or {}).get(family)
                 if gateway and keep is not None:
-                    ipr.route("replace", dst=DEFAULTS[family], gateway=gateway, oif=keep,
+                    ipr.route("replace", dst=DEFAULT_DSTS[family], gateway=gateway, oif=keep,
                               family=FAMILIES[family], table=254)
                     removed.append(f"set IPv{family} default via {gateway} dev {owner}")
     except CNIError:

@@ -78,9 +78,11 @@ def compiler() -> str | None:
 
 
 def install_shim(dest: str, python: str | None = None, root: str | None = None,
-                 native: bool | None = None) -> str:
+                 native: bool | None = None, host_root: str = "") -> str:
     """Install the shim at `dest`; `native` None means: when a C compiler exists.
 
+    `host_root` is where the host's filesystem is mounted when installing from a
+    container (e.g. /host): paths written into the shim are the host's own.
     Returns `dest`.
     """
     text = launcher_text(python or sys.executable, root or package_root())
@@ -92,6 +94,8 @@ def install_shim(dest: str, python: str | None = None, root: str | None = None,
     if cc is None:
         raise RuntimeError("the native shim needs a C compiler (cc)")
     fallback = _place(fallback_path(dest), lambda tmp: _write_text(tmp, text))
+    if host_root and fallback.startswith(host_root.rstrip("/") + "/"):
+        fallback = fallback[len(host_root.rstrip("/")):]
     source = resources.files("multinet.native").joinpath("shim.c")
     with resources.as_file(source) as path:
         return _place(dest, lambda tmp: _compile(cc, str(path), tmp, fallback))
@@ -106,8 +110,9 @@ def _write_text(path: str, text: str) -> None:
 
 def _compile(cc: str, source: str, output: str, fallback: str) -> None:
     define = f'-DFALLBACK="{fallback}"'
-    proc = subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", define, "-o", output,
-                           source], capture_output=True, text=True)
+    # Static, so a shim built in a container runs on any host.
+    proc = subprocess.run([cc, "-O2", "-static", "-Wall", "-Wextra", "-Werror", define, "-o",
+                           output, source], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"compiling the native shim failed: {proc.stderr.strip()}")
 
@@ -121,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=None, help="directory that holds the package")
     parser.add_argument("--native", action=argparse.BooleanOptionalAction, default=None,
                         help="the C shim in front (default: when a C compiler exists)")
+    parser.add_argument("--host-root", default="",
+                        help="where the host's filesystem is mounted, from a container")
     args = parser.parse_args(argv)
-    print(install_shim(args.dest, args.python, args.root, args.native))
+    print(install_shim(args.dest, args.python, args.root, args.native, args.host_root))
     return 0
 
 
