@@ -313,6 +313,35 @@ def latency_table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def readme_section(report: dict[str, Any]) -> str:
+    """The README's figures, from a results file."""
+    m, latency = report["machine"], report["latency"]
+    p8, tp = report["parallel_8"], report["throughput_pods_per_s_8_at_once"]
+    rss = report["daemon_rss_mb"]
+    empty, loaded = rss["empty"], rss["5000 pods, 1000 NADs"]
+    parallel, sequential = p8["parallel_add_median_ms"], p8["sequential_add_median_ms"]
+    one = latency["shim+daemon"]["1"]["ADD"]["overhead"]["median_ms"]
+    return f"""Figures from one run on {m['cpus']} CPUs ({m['cpu']}), kernel {m['kernel']}, \
+Python {m['python']}, {report['pods_per_size']} pods per size and path:
+
+{latency_table(latency)}
+
+- **Overhead**: shim+daemon adds {one:.1f} ms (median) to the delegates' own time for one
+  attachment, the status PATCH included. The in-process path starts Python and the
+  Kubernetes client on every call, which is why it is only the fallback.
+- **API requests**: an ADD through the daemon reads nothing (watch caches) and makes one
+  status PATCH on its path; the AddedInterface events (one per interface) are posted
+  after the answer. DEL makes no request.
+- **Parallel attachments**: 8 attachments take {parallel} ms in parallel against {sequential} ms
+  one after another (ratio {p8['ratio']}). The delegates are CPU-bound process starts: on 2 CPUs the
+  reference plugins alone, run 7 at once from a shell, take 0.62 of their sequential time.
+- **Throughput**, 8 pods at once, 2 attachments each: {tp['shim+daemon']} pods/s through the
+  daemon, {tp['in-process']} in-process.
+- **Daemon RSS**: {empty} MB with an empty API; {loaded} MB with 5,000 pods (half on other
+  nodes, never cached) and 1,000 NADs.
+"""
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with open("/proc/cpuinfo") as handle:
@@ -389,8 +418,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=20, help="pods per size and path")
     parser.add_argument("--throughput-pods", type=int, default=40)
+    parser.add_argument("--report", action="store_true",
+                        help="print the README's figures from bench/results.json and exit")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.report:
+        with open(RESULTS) as handle:
+            print(readme_section(json.load(handle)), end="")
+        return 0
     if args.inner:
         return inner(args)
     node = NetNS("bench-node")

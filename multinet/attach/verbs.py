@@ -17,12 +17,14 @@ from multinet.attach.check import run_check
 from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.delete import run_del
 from multinet.attach.gc import run_gc
+from multinet.attach.networks import K8sSettings, resolve_named_network
 from multinet.attach.plan import plan_from_delegates
 from multinet.attach.podadd import add_for_pod
 from multinet.attach.readiness import wait_until_ready
 from multinet.attach.status import run_status
 from multinet.cni import version as versions
-from multinet.cni.errors import INTERNAL, CNIError
+from multinet.cni.errors import INTERNAL, STATUS_UNAVAILABLE, CNIError
+from multinet.cni.netconf import NetworkList
 from multinet.cni.request import Request, decode_config, request_from_env
 from multinet.k8s.client import Kube, KubeClient
 from multinet.k8s.podref import pod_ref
@@ -67,8 +69,21 @@ def handle(request: Request, base_env: Mapping[str, str] | None = None,
     elif request.command == "GC":
         run_gc(request, conf, base_env)
     elif request.command == "STATUS":
-        run_status(request, conf, base_env=base_env)
+        run_status(request, conf, cluster_networks(conf, kube), base_env=base_env)
     return None
+
+
+def cluster_networks(conf: MultinetConf, kube: Kube | None) -> list[NetworkList] | None:
+    """The network STATUS asks about: inline delegates (None), else `clusterNetwork`."""
+    if conf.delegates or not conf.get("clusterNetwork"):
+        return None
+    try:
+        _, network = resolve_named_network(conf.get("clusterNetwork"),
+                                           K8sSettings.from_conf(conf), kube, "clusterNetwork")
+    except CNIError as err:
+        # A cluster network that cannot be found is one that cannot serve ADD.
+        raise CNIError(STATUS_UNAVAILABLE, err.msg, err.details) from None
+    return [network]
 
 
 def _error_version(stdin: bytes) -> str:

@@ -112,3 +112,19 @@ def test_status_asks_delegates_that_speak_1_1_0(cnode, workdir):
     assert down.json["code"] == 50 and "pool exhausted" in down.json["msg"]
     old = cnode.cni("STATUS", {**conf, "cniVersion": "1.0.0"})
     assert old.json["code"] == 1
+
+
+def test_status_follows_cluster_network_given_as_a_path(cnode, workdir):
+    blocker = os.path.join(workdir, "not-ready")
+    primary = os.path.join(workdir, "10-primary.conflist")
+    with open(primary, "w") as handle:
+        json.dump({"cniVersion": "1.1.0", "name": "primary", "plugins": [
+            {"type": "recorder", "failOn": ["STATUS"], "failIfExists": blocker,
+             "failCode": 51, "failMsg": "uplink down"}]}, handle)
+    conf = cnode.conf([], clusterNetwork=primary)
+    assert cnode.cni("STATUS", conf).returncode == 0
+    open(blocker, "w").close()
+    down = cnode.cni("STATUS", conf)
+    assert down.json["code"] == 51 and "uplink down" in down.json["msg"]
+    missing = cnode.cni("STATUS", {**conf, "clusterNetwork": os.path.join(workdir, "gone")})
+    assert missing.json["code"] == 50
