@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET = "/run/multinet/multinet.sock"
+DEFAULT_CNI_DIR = "/var/lib/cni/multinet"  # kept equal to multinet.attach.conf
 OVERLAY_FILE = "overlay.json"  # the daemon's config overlay, next to its socket
 MAX_FRAME = 16 << 20
 HEADER_SIZE = 4
@@ -87,7 +88,7 @@ def recv_frame(sock: socket.socket) -> dict[str, Any]:
         raise ProtocolError(f"frame of {size} bytes exceeds {MAX_FRAME}")
     try:
         message = json.loads(_recv_exact(sock, size))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"frame is not JSON: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("frame is not a JSON object")
@@ -169,7 +170,7 @@ def _config(stdin: bytes) -> dict[str, Any] | None:
         return {}
     try:
         config = json.loads(stdin)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         return None
     return config if isinstance(config, dict) else None
 
@@ -189,17 +190,29 @@ def _wait_seconds(config: Mapping[str, Any]) -> float:
 
 # -- the engine in this process, for when the daemon is away ------------------------------
 
-def _with_overlay(stdin: bytes, path: str) -> bytes | None:
-    """stdin with the daemon's overlay applied, as the daemon would; None if unreadable."""
+def _with_overlay(stdin: bytes, path: str, container_id: str | None) -> bytes | None:
+    """stdin with the daemon's overlay applied, as the daemon would; None if unsafe.
+
+    `container_id` is given for DEL, which must find the record its ADD left.
+    """
     overlay_path = os.path.join(os.path.dirname(path), OVERLAY_FILE)
+    config = _config(stdin)
     try:
         with open(overlay_path, "rb") as handle:
             overlay = json.loads(handle.read())
     except FileNotFoundError:
-        return stdin
-    except (OSError, ValueError):
+        # No overlay (the daemon never ran, or /run was wiped by a reboot). An ADD
+        # run here is real either way; a DEL goes ahead only where the record is, or
+        # it would find none and "succeed" with nothing undone.
+        if container_id is None:
+            return stdin
+        if config is None or not container_id:
+            return None
+        cni_dir = config.get("cniDir") or DEFAULT_CNI_DIR
+        found = isinstance(cni_dir, str) and os.path.isfile(os.path.join(cni_dir, container_id))
+        return stdin if found else None
+    except (OSError, ValueError, RecursionError):
         return None
-    config = _config(stdin)
     if not isinstance(overlay, dict) or config is None:
         return None
     if not overlay:
@@ -211,7 +224,8 @@ def in_process(env: Mapping[str, str], stdin: bytes, path: str) -> tuple[int, st
     """Run the engine here; None when it is not installed, not allowed, or unsafe."""
     if env.get(NO_INPROCESS_ENV, "") not in ("", "0"):
         return None
-    stdin = _with_overlay(stdin, path)
+    is_del = env.get("CNI_COMMAND") == "DEL"
+    stdin = _with_overlay(stdin, path, env.get("CNI_CONTAINERID", "") if is_del else None)
     if stdin is None:
         return None
     if sys.flags.no_site:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from multinet.attach.lock import container_lock, forget_container_lock
 from multinet.attach.plan import Attachment
 from multinet.attach.record import ADDED, AttachmentState, Record, RecordStore
 from multinet.cni import types as cnitypes
-from multinet.cni.errors import ALREADY_ADDED, INTERNAL, CNIError
+from multinet.cni.errors import ALREADY_ADDED, INTERNAL, INVALID_ENV, CNIError
 from multinet.cni.request import Request
 
 log = logging.getLogger("multinet.add")
@@ -38,6 +39,9 @@ def run_add(
 ) -> AddOutcome:
     store = RecordStore(conf.cni_dir)
     with container_lock(conf.cni_dir, request.container_id):
+        if not os.path.exists(request.netns):
+            # The runtime gave up on this ADD and tore the sandbox down meanwhile.
+            raise CNIError(INVALID_ENV, f"CNI_NETNS {request.netns} does not exist")
         existing = store.read(request.container_id)
         if existing is not None:
             raise CNIError(

@@ -41,22 +41,23 @@ def delete_record(conf: MultinetConf, store: RecordStore, record: Record, netns:
     exactly the rest.
     """
     def undo(state: AttachmentState) -> None:
-        ctx = delegates.context(conf, state.attachment, record.container_id, netns,
-                                record.cni_args, cni_path, base_env)
         try:
+            ctx = delegates.context(conf, state.attachment, record.container_id, netns,
+                                    record.cni_args, cni_path, base_env)
             delegates.delete(ctx, state.attachment, state.result)
         except CNIError:
             raise
         except Exception as exc:  # kept in the record like any failure, never lost
             log.exception("DEL of %s failed unexpectedly", state.attachment.name)
-            raise CNIError(INTERNAL, f"{ctx.label}: DEL failed: {exc!r}") from None
+            raise CNIError(INTERNAL, f"network {state.attachment.name!r}: DEL failed: "
+                           f"{exc!r}") from None
 
     order = list(reversed(record.attachments[1:]))
     outcomes = fanout.run_each(order, undo, fanout.width(conf))
     outcomes += fanout.run_each(record.attachments[:1], undo, 1)
     order += record.attachments[:1]
-    failed = {id(state): err for state, err in zip(order, outcomes, strict=True)
-              if isinstance(err, CNIError)}
+    failed = {id(state): err if isinstance(err, CNIError) else CNIError(INTERNAL, repr(err))
+              for state, err in zip(order, outcomes, strict=True) if isinstance(err, Exception)}
     if not failed:
         store.remove(record.container_id)
         return

@@ -21,7 +21,10 @@ log = logging.getLogger("multinet.gc")
 
 def valid_attachments(config: Mapping[str, Any]) -> list[dict[str, str]]:
     """The runtime's list; spec 1.1.0 as first tagged used the key `cni.dev/attachments`."""
-    raw = config.get("cni.dev/valid-attachments", config.get("cni.dev/attachments", []))
+    if "cni.dev/valid-attachments" not in config and "cni.dev/attachments" not in config:
+        # Never read a missing list as "nothing is valid": that would DEL every pod.
+        raise CNIError(INVALID_CONFIG, "GC needs cni.dev/valid-attachments in its config")
+    raw = config.get("cni.dev/valid-attachments", config.get("cni.dev/attachments"))
     if not isinstance(raw, list) or not all(
         isinstance(a, dict) and isinstance(a.get("containerID"), str) for a in raw
     ):
@@ -54,17 +57,28 @@ def run_gc(request: Request, conf: MultinetConf,
                 live.append(record)
                 continue
             try:
-                delete_record(conf, store, record, record.netns, request.path, base_env)
+                delete_record(conf, store, record, _stale_netns(record.netns), request.path,
+                              base_env)
                 forget_container_lock(conf.cni_dir, container_id)
                 removed.append(container_id)
             except CNIError as err:
                 failures.append(err)
-        failures += _forward(conf, live, request.path, base_env)
+        # Forward only a complete picture: a record we could not read may be a live
+        # pod, and GC without it would let IPAM free that pod's addresses.
+        if not failures:
+            failures += _forward(conf, live, request.path, base_env)
     if failures:
         raise CNIError(failures[0].code, f"GC: {failures[0].msg}",
                        "\n".join(f.msg for f in failures))
     log.info("GC removed %d stale container(s): %s", len(removed), removed)
     return removed
+
+
+def _stale_netns(netns: str) -> str:
+    """The netns to DEL a stale container in. A /proc/<pid>/ns/net path of a container
+    the runtime has forgotten may by now name another process's namespace: never
+    enter it."""
+    return "" if netns.startswith("/proc/") else netns
 
 
 def _networks(conf: MultinetConf, live: Sequence[Record]) -> dict[str, NetworkList]:

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 LOCK_DIR = ".locks"
+# A leading dot: no container id can name this file (ids start alphanumeric).
+GC_LOCK = ".gc.lock"
 
 
 def _lock_dir(cni_dir: str) -> str:
@@ -48,7 +50,7 @@ def _flock(path: str, mode: int) -> Iterator[int]:
 def container_lock(cni_dir: str, container_id: str) -> Iterator[None]:
     """Hold the GC lock shared and the container's lock exclusively."""
     locks = _lock_dir(cni_dir)
-    with _flock(os.path.join(locks, "gc.lock"), fcntl.LOCK_SH), \
+    with _flock(os.path.join(locks, GC_LOCK), fcntl.LOCK_SH), \
             _flock(os.path.join(locks, f"{container_id}.lock"), fcntl.LOCK_EX):
         yield
 
@@ -62,5 +64,5 @@ def forget_container_lock(cni_dir: str, container_id: str) -> None:
 @contextmanager
 def gc_lock(cni_dir: str) -> Iterator[None]:
     """Exclusive: no ADD or DEL runs while GC does (CNI spec section 3, Lifecycle)."""
-    with _flock(os.path.join(_lock_dir(cni_dir), "gc.lock"), fcntl.LOCK_EX):
+    with _flock(os.path.join(_lock_dir(cni_dir), GC_LOCK), fcntl.LOCK_EX):
         yield

@@ -91,7 +91,7 @@ class RecordStore:
             return Record.from_dict(data)
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError, CNIError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError, CNIError) as exc:
             # Atomic writes make this a disk fault; keep the file for a person to see.
             raise CNIError(DECODE_FAILURE, f"record {path} is unreadable: {exc}") from None
 

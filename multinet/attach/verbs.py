@@ -90,7 +90,7 @@ def _error_version(stdin: bytes) -> str:
     """The version errors are printed in: the config's when we speak it."""
     try:
         version = decode_config(stdin).get("cniVersion")
-    except CNIError:
+    except Exception:  # whatever stdin holds, the error must still be printed
         return versions.LATEST
     return version if version in versions.SUPPORTED_VERSIONS else versions.LATEST
 

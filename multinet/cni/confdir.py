@@ -26,7 +26,7 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise CNIError(IO_FAILURE, f"cannot read CNI config {path}: {exc.strerror}") from None
     try:
         conf = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CNIError(DECODE_FAILURE, f"CNI config {path} is not valid JSON: {exc}") from None
     if not isinstance(conf, dict):
         raise CNIError(INVALID_CONFIG, f"CNI config {path} is not a JSON object")

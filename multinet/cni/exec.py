@@ -83,10 +83,12 @@ def plugin_error(output: PluginOutput) -> CNIError:
     if text:
         try:
             data = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict) and ("code" in data or "msg" in data):
-            code = data.get("code") if isinstance(data.get("code"), int) else DELEGATE_FAILED
+            code = data.get("code")
+            if not isinstance(code, int) or isinstance(code, bool) or code <= 0:
+                code = DELEGATE_FAILED  # a failure must never read as code 0
             msg = str(data.get("msg", "")) or "failed"
             return CNIError(code, msg, json.dumps(data))
     stderr = output.stderr.decode(errors="replace").strip()
@@ -101,7 +103,7 @@ def parse_output(output: PluginOutput) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise CNIError(DECODE_FAILURE, f"plugin printed invalid JSON: {exc}") from None
     if data is None:
         return {}

@@ -81,7 +81,7 @@ def decode_config(stdin: bytes) -> dict[str, Any]:
         return {}
     try:
         config = json.loads(stdin)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise CNIError(DECODE_FAILURE, f"stdin config is not valid JSON: {exc}") from None
     if not isinstance(config, dict):
         raise CNIError(DECODE_FAILURE, "stdin config must be a JSON object")

@@ -141,7 +141,7 @@ def apply_overlay(stdin: bytes, overlay: Mapping[str, Any]) -> bytes:
         return stdin
     try:
         config = json.loads(stdin)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         return stdin
     if not isinstance(config, dict):
         return stdin

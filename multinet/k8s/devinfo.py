@@ -151,7 +151,7 @@ def _load(path: str) -> tuple[bytes, Any] | None:
         raise CNIError(IO_FAILURE, f"cannot read device-info file {path}", str(exc)) from exc
     try:
         info = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CNIError(DECODE_FAILURE, f"device-info file {path} is not JSON", str(exc)) from exc
     validate_device_info(info, source=f"device-info file {path}")
     return raw, info

@@ -61,7 +61,7 @@ class NetworkAttachmentDefinition:
 def _parse_or_none(text: str) -> dict[str, Any] | None:
     try:
         conf = json.loads(text) if text.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return conf if isinstance(conf, dict) else None
 
@@ -99,7 +99,7 @@ def _spec_config(nad: NetworkAttachmentDefinition) -> dict[str, Any]:
         return copy.deepcopy(nad.config)
     try:
         conf = json.loads(nad.config_text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CNIError(
             INVALID_CONFIG,
             f"NetworkAttachmentDefinition {nad.key}: spec.config is not valid JSON: {exc}",

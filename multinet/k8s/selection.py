@@ -391,7 +391,7 @@ def _parse(value: str, pod_namespace: str, annotation: str) -> list[NetworkSelec
     if text[0] in "[{":
         try:
             elements = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _Annotation(annotation, []).error(None, f"invalid JSON: {exc}") from None
         if not isinstance(elements, list):
             raise _Annotation(annotation, []).error(

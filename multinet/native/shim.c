@@ -399,7 +399,8 @@ int main(void)
     puts_(&msg, command);
     puts_(&msg, " not done, retry later");
     if (find_key(in.data, in.len, "cniVersion", &value, &vlen) != 1 ||
-        decode_string(value, value + vlen, &version) || !supported(version.data))
+        decode_string(value, value + vlen, &version) || !version.len ||
+        !supported(version.data))
         version.len = 0;
     puts_(&err, "{\"cniVersion\":");
     put_json_string(&err, version.len ? version.data : "1.1.0", version.len ? version.len : 5);
