@@ -115,5 +115,7 @@ class ServerState:
             return self._watches
 
     def watch_should_end(self, epoch: int) -> bool:
+        # The outage itself counts too: a watch that slipped in as it began (after the
+        # request's outage check, before its epoch was read) must end as well.
         with self._lock:
-            return self._stopping or self._epoch != epoch
+            return self._stopping or self._epoch != epoch or self._outage is not None
