@@ -26,13 +26,6 @@ def recorder(name: str, record: str, **knobs) -> dict:
             **knobs}
 
 
-def assert_clean(cnode, pod) -> None:
-    assert set(pod.links()) == {"lo"}
-    assert cnode.host_veths() == []
-    assert cnode.leased_ips() == []
-    assert cnode.records() == []
-
-
 def test_failing_third_delegate_rolls_back_everything(cnode, pod, workdir):
     record = os.path.join(workdir, "calls.jsonl")
     delegates = cnode.three_networks()[:2] + [
@@ -46,7 +39,7 @@ def test_failing_third_delegate_rolls_back_everything(cnode, pod, workdir):
     assert json.loads(error["details"])["msg"] == "no VF left"
     assert [c["command"] for c in read_calls(record)] == ["ADD", "DEL"], \
         "the failed delegate is DELeted too"
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
 
 
 def test_process_killed_mid_add_is_cleaned_by_del(cnode, pod, workdir):
@@ -77,7 +70,7 @@ def test_process_killed_mid_add_is_cleaned_by_del(cnode, pod, workdir):
 
     delete = cnode.cni("DEL", conf, "ckill", pod.path)
     assert delete.returncode == 0, delete.stdout
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
     assert [c["command"] for c in read_calls(record)] == ["DEL"]
 
 
@@ -98,7 +91,7 @@ def test_plugin_type_that_is_a_path_is_never_executed(cnode, pod, workdir):
         assert run.json["code"] == 7, run.json
         assert "delegates[1]" in run.json["msg"] and "never a path" in run.json["msg"]
         assert not os.path.exists(marker)
-        assert_clean(cnode, pod)
+        cnode.assert_clean(pod)
 
 
 def test_del_failure_keeps_only_what_is_left_and_retry_finishes(cnode, pod, workdir):

@@ -56,13 +56,6 @@ def read_calls(path: str) -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
-def assert_clean(cnode, pod) -> None:
-    assert set(pod.links()) == {"lo"}
-    assert cnode.host_veths() == []
-    assert cnode.leased_ips() == []
-    assert cnode.records() == []
-
-
 def engine_log(cnode) -> str:
     """What the engine logged when it ran in the shim's own process."""
     if not os.path.exists(cnode.log_file):
@@ -94,7 +87,7 @@ def test_every_verb_through_the_daemon(cnode, pod, daemon):
     assert set(pod.links()) == {"lo", "eth0", "net1"}
 
     assert daemon.shim("DEL", conf, "cd1", pod.path).returncode == 0
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
     assert "container=cd1" not in engine_log(cnode), "served by the daemon, not in-process"
 
     lines = daemon.log_lines()
@@ -175,7 +168,7 @@ def test_probes_and_metrics(cnode, pod, daemon):
     assert metric(text, "multinet_requests_total", verb="DEL", code="0") == 1
     assert metric(text, "multinet_delegate_duration_seconds_count",
                   verb="DEL", plugin="bridge") == 1
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
 
 
 def test_add_with_the_daemon_down_is_try_again_later(cnode, pod, daemon):
@@ -185,7 +178,7 @@ def test_add_with_the_daemon_down_is_try_again_later(cnode, pod, daemon):
     assert refused.json["code"] == 11
     assert daemon.socket_path in refused.json["msg"]
     assert "Traceback" not in refused.stdout + refused.stderr
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
     assert daemon.shim("STATUS", conf).json["code"] == 50, "STATUS: plugin not available"
     assert daemon.shim("CHECK", conf, "cdown", pod.path).json["code"] == 11
 
@@ -195,7 +188,7 @@ def test_add_with_the_daemon_down_is_try_again_later(cnode, pod, daemon):
     assert {"eth0", "net1"} <= set(pod.links())
     assert "ADD container=cdown ok" in engine_log(cnode)
     assert daemon.shim("DEL", allowed, "cdown", pod.path).returncode == 0
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
 
 
 def test_del_with_the_daemon_down_runs_in_process_with_its_overlay(cnode, pod, daemon):
@@ -214,7 +207,7 @@ def test_del_with_the_daemon_down_runs_in_process_with_its_overlay(cnode, pod, d
     assert delete.returncode == 0, delete.stdout
     assert time.monotonic() - started >= 0.3, "the shim waited for the daemon first"
     assert "DEL container=cfall ok" in engine_log(cnode)
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
 
 
 def test_del_without_the_engine_waits_for_the_restarted_daemon(cnode, pod, daemon):
@@ -237,7 +230,7 @@ def test_del_without_the_engine_waits_for_the_restarted_daemon(cnode, pod, daemo
     daemon.start()  # a new process: it knows the pod only from the record
     delete = finish(waiting)
     assert delete.returncode == 0, delete.stdout
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
     served = [line for line in daemon.log_lines() if line["logger"] == "multinet.daemon"
               and line.get("verb") == "DEL"]
     assert [line["containerID"] for line in served] == ["crestart"]
@@ -256,7 +249,7 @@ def test_del_racing_its_add_waits_for_it(cnode, pod, daemon, workdir):
     calls = read_calls(record)
     assert [c["command"] for c in calls] == ["ADD", "DEL"]
     assert calls[1]["start"] >= calls[0]["end"], "DEL started only after ADD had finished"
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
 
 
 def test_sigterm_lets_an_inflight_add_finish(cnode, pod, make_pod, daemon, workdir):
@@ -280,7 +273,7 @@ def test_sigterm_lets_an_inflight_add_finish(cnode, pod, make_pod, daemon, workd
     assert cnode.records() == ["cterm"]
 
     assert daemon.shim("DEL", {**conf, "shimWaitSeconds": 0}, "cterm", pod.path).ok() is None
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)
     assert set(other.links()) == {"lo"}
 
 
@@ -302,4 +295,4 @@ def test_api_requests_are_counted(cnode, pod, daemon, api):
               and line.get("verb") == "ADD"]
     assert served[0]["pod"] == "ns1/p1"
     assert daemon.shim("DEL", conf, "ck8s", pod.path, args=args).returncode == 0
-    assert_clean(cnode, pod)
+    cnode.assert_clean(pod)

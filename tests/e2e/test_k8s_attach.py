@@ -36,13 +36,6 @@ def add_pod(cnode, api, pod_ns, annotations=None, container="c1", conf=None, **k
     return pod, conf, run
 
 
-def assert_nothing_left(cnode, pod_ns) -> None:
-    assert set(pod_ns.links()) == {"lo"}
-    assert cnode.leased_ips() == []
-    assert cnode.records() == []
-    assert cnode.host_veths() == []
-
-
 def status_matches_pod(status: list[dict], pod_ns) -> None:
     links = pod_ns.links()
     for entry in status:
@@ -78,7 +71,7 @@ def test_text_annotation_attaches_and_reports_status(cluster, api, pod):
     api.reset_counts()
     assert cluster.cni("DEL", conf, "c1", pod.path, args=cni_args(p, "c1")).returncode == 0
     assert api.count() == 0, "DEL never needs the API"
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_json_annotation_gives_the_same_attachments(cluster, api, make_pod):
@@ -106,7 +99,7 @@ def test_namespace_isolation_refuses_other_namespaces(cluster, api, pod):
     assert run.returncode != 0
     assert run.json["code"] == 7
     assert "other" in run.json["msg"] and "hdnet" in run.json["msg"]
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
     warnings = [e for e in api.events("ns1") if e["type"] == "Warning"]
     assert warnings and "hdnet" in warnings[0]["message"]
 
@@ -114,7 +107,7 @@ def test_namespace_isolation_refuses_other_namespaces(cluster, api, pod):
     cluster.cni("ADD", allowed, "c2", pod.path, args=cni_args(p, "c2")).ok()
     assert "net1" in pod.links()
     cluster.cni("DEL", allowed, "c2", pod.path).ok()
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_empty_spec_config_resolves_from_conf_dir(cluster, api, pod, workdir):
@@ -137,7 +130,7 @@ def test_empty_spec_config_resolves_from_conf_dir(cluster, api, pod, workdir):
     run.ok()
     assert pod.addresses("net1") == ["198.18.5.2/24"]
     cluster.cni("DEL", conf, "c1", pod.path).ok()
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_ips_and_mac_from_the_annotation_reach_the_pod(cluster, api, pod):
@@ -157,7 +150,7 @@ def test_ips_and_mac_from_the_annotation_reach_the_pod(cluster, api, pod):
     assert status[1]["mac"] == "02:23:45:67:89:01"
     assert sorted(status[1]["ips"]) == ["198.18.6.42", "fd00:6::42"]
     cluster.cni("DEL", conf, "c1", pod.path).ok()
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_capability_nobody_declares_is_refused(cluster, api, pod):
@@ -165,7 +158,7 @@ def test_capability_nobody_declares_is_refused(cluster, api, pod):
     _, _, run = add_pod(cluster, api, pod, {"k8s.v1.cni.cncf.io/networks": json.dumps(selection)})
     assert run.json["code"] == 7
     assert "'ips'" in run.json["msg"] and "ns1/macnet" in run.json["msg"]
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_default_route_on_a_secondary_moves_the_default_route(cluster, api, pod):
@@ -185,7 +178,7 @@ def test_default_route_on_a_secondary_moves_the_default_route(cluster, api, pod)
     assert status[0]["gateway"] == ["fd00:18::1"], "eth0 keeps only the IPv6 default"
     assert "default-route" not in status[0]
     cluster.cni("DEL", conf, "c1", pod.path).ok()
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_default_network_annotation_replaces_the_cluster_network(cluster, api, pod):
@@ -197,7 +190,7 @@ def test_default_network_annotation_replaces_the_cluster_network(cluster, api, p
     status = network_status(api.get("Pod", "ns1", "p1"))
     assert [(e["name"], e["default"]) for e in status] == [("kube-system/alt", True)]
     cluster.cni("DEL", conf, "c1", pod.path).ok()
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_del_works_with_api_down_nad_deleted_and_pod_deleted(cluster, api, pod):
@@ -211,7 +204,7 @@ def test_del_works_with_api_down_nad_deleted_and_pod_deleted(cluster, api, pod):
     finally:
         api.outage(False)
     assert delete.returncode == 0, delete.stdout
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_uid_mismatch_is_try_again_later(cluster, api, pod):
@@ -219,7 +212,7 @@ def test_uid_mismatch_is_try_again_later(cluster, api, pod):
     conf = k8s_conf(cluster, api)
     run = cluster.cni("ADD", conf, "c1", pod.path, args=cni_args(p, "c1", uid="0000-stale"))
     assert run.json["code"] == 11 and "UID" in run.json["msg"]
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 def test_missing_pod_and_missing_nad(cluster, api, pod):
@@ -231,7 +224,7 @@ def test_missing_pod_and_missing_nad(cluster, api, pod):
     _, _, run = add_pod(cluster, api, pod, {"k8s.v1.cni.cncf.io/networks": "macnet,nosuch"})
     assert run.json["code"] == 7 and "ns1/nosuch" in run.json["msg"]
     assert any(e["reason"] == "NoNetworkFound" for e in api.events("ns1"))
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
 
 
 @pytest.mark.parametrize("value, fragment", [
@@ -252,7 +245,7 @@ def test_malformed_annotation_is_refused_with_nothing_left(cluster, api, pod, va
     assert run.returncode != 0
     assert run.json["code"] == 7, run.json
     assert fragment in run.json["msg"]
-    assert_nothing_left(cluster, pod)
+    cluster.assert_clean(pod)
     assert any(e["type"] == "Warning" for e in api.events("ns1"))
 
 

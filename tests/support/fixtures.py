@@ -63,6 +63,13 @@ class Node:
     def host_veths(self) -> list[str]:
         return [n for n, link in self.ns.links().items() if n.startswith("veth")]
 
+    def assert_clean(self, pod: NetNS) -> None:
+        """Nothing left of any attachment: pod links, host veths, leases, records."""
+        assert set(pod.links()) == {"lo"}
+        assert self.host_veths() == []
+        assert self.leased_ips() == []
+        assert self.records() == []
+
     def records(self) -> list[str]:
         if not os.path.isdir(self.cni_dir):
             return []
