@@ -48,8 +48,13 @@ class Dispatcher:
         self._clients: dict[str, Kube] = {}
         self._clients_lock = threading.Lock()
 
-    def answer(self, message: Mapping[str, Any]) -> dict[str, Any]:
-        """The answer frame for one request frame."""
+    def answer(self, message: Mapping[str, Any],
+               cancelled: threading.Event | None = None) -> dict[str, Any]:
+        """The answer frame for one request frame.
+
+        `cancelled` is set by the socket server when the caller hangs up before
+        its answer is sent.
+        """
         started = time.monotonic()
         try:
             env, stdin = decode_request(message)

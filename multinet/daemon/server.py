@@ -23,7 +23,8 @@ from multinet.shim import ProtocolError, recv_frame, send_frame
 
 log = logging.getLogger("multinet.daemon.socket")
 
-Handler = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+# A request frame and an event set when its caller hangs up, to an answer frame.
+Handler = Callable[[Mapping[str, Any], threading.Event], Mapping[str, Any]]
 # The shim writes its request as soon as it connects; a peer that stalls longer
 # only holds a worker this long.
 IO_TIMEOUT = 30.0
@@ -120,7 +121,7 @@ class SocketServer:
                 return  # a probe that connected and left: nothing was asked
             request = recv_frame(conn)
             conn.settimeout(None)  # the operation takes as long as its delegates do
-            answer = self.handler(request)
+            answer = self.handler(request, threading.Event())
             conn.settimeout(IO_TIMEOUT)
             send_frame(conn, answer)
         except (OSError, ProtocolError) as exc:
