@@ -14,6 +14,7 @@ from multinet.attach.lock import container_lock, forget_container_lock
 from multinet.attach.plan import Attachment
 from multinet.attach.record import ADDED, AttachmentState, Record, RecordStore
 from multinet.cni import types as cnitypes
+from multinet.cni.cancel import Cancel
 from multinet.cni.errors import ALREADY_ADDED, INTERNAL, INVALID_ENV, CNIError
 from multinet.cni.request import Request
 
@@ -36,7 +37,11 @@ def run_add(
     plan: Sequence[Attachment],
     base_env: Mapping[str, str] | None = None,
     pod: Mapping[str, str] | None = None,
+    cancel: Cancel | None = None,
 ) -> AddOutcome:
+    """Attach `plan`. `cancel` is checked before the intent is written, before each
+    attachment and while each delegate runs; a cancelled ADD rolls back as a failed
+    one does. The container's lock is re-entered when the verb already holds it."""
     store = RecordStore(conf.cni_dir)
     with container_lock(conf.cni_dir, request.container_id):
         if not os.path.exists(request.netns):
@@ -49,6 +54,8 @@ def run_add(
                 f"container {request.container_id} already has {len(existing.attachments)} "
                 "attachment(s); DEL it before adding again",
             )
+        if cancel is not None:
+            cancel.check(f"ADD of container {request.container_id}")
         record = Record(
             container_id=request.container_id,
             netns=request.netns,
@@ -59,7 +66,7 @@ def run_add(
         )
         store.write(record)  # the intent: from here on, DEL knows what to undo
         try:
-            canonical = _attach_all(request, conf, record, base_env)
+            canonical = _attach_all(request, conf, record, base_env, cancel)
             merged, applied = _settle_routes(request, plan, canonical)
             output = _output(conf, merged, canonical, plan)
         except Exception as exc:
@@ -109,14 +116,15 @@ def _output(conf: MultinetConf, merged: dict[str, Any], canonical: list[dict[str
 
 
 def _attach_all(request: Request, conf: MultinetConf, record: Record,
-                base_env: Mapping[str, str] | None) -> list[dict[str, Any]]:
+                base_env: Mapping[str, str] | None,
+                cancel: Cancel | None) -> list[dict[str, Any]]:
     """Run every attachment's delegates: the cluster network first, then the others,
     `parallelAttachments` at a time. Results keep the plan's order."""
     states = record.attachments
     canonical: list[dict[str, Any]] = [{}] * len(states)
 
     def attach(index: int) -> None:
-        canonical[index] = _attach_one(request, conf, states[index], base_env)
+        canonical[index] = _attach_one(request, conf, states[index], base_env, cancel)
 
     attach(0)
     outcomes = fanout.run_each(range(1, len(states)), attach, fanout.width(conf),
@@ -128,10 +136,12 @@ def _attach_all(request: Request, conf: MultinetConf, record: Record,
 
 
 def _attach_one(request: Request, conf: MultinetConf, state: AttachmentState,
-                base_env: Mapping[str, str] | None) -> dict[str, Any]:
+                base_env: Mapping[str, str] | None, cancel: Cancel | None) -> dict[str, Any]:
     attachment = state.attachment
+    if cancel is not None:
+        cancel.check(f"ADD of container {request.container_id}")
     ctx = delegates.context(conf, attachment, request.container_id, request.netns,
-                            request.args, request.path, base_env)
+                            request.args, request.path, base_env, cancel)
     state.started = True
     raw = delegates.add(ctx, attachment)
     state.result = raw
@@ -146,7 +156,8 @@ def _roll_back(request: Request, conf: MultinetConf, store: RecordStore, record:
     """DEL the failed attachment and every one before it, last first.
 
     The failed one is included: DEL is idempotent and a plugin may have left
-    something behind before failing. Attachments never started are skipped.
+    something behind before failing. Attachments never started are skipped. The
+    rollback itself is never cancelled: what was added must come off.
     """
     started = [s for s in record.attachments if s.started]
     left = []

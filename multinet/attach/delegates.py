@@ -7,8 +7,10 @@ from typing import Any
 
 from multinet.attach import deviceinfo
 from multinet.attach.conf import MultinetConf
+from multinet.attach.lock import held_fds
 from multinet.attach.plan import Attachment
 from multinet.cni import invoke
+from multinet.cni.cancel import Cancel
 
 
 def context(
@@ -19,7 +21,10 @@ def context(
     cni_args: str,
     cni_path: tuple[str, ...],
     base_env: Mapping[str, str] | None = None,
+    cancel: Cancel | None = None,
 ) -> invoke.Context:
+    """How one attachment's plugins are called. They inherit the container's locks
+    when this process holds them, so none of them can outlive the lock unseen."""
     return invoke.Context(
         container_id=container_id,
         netns=netns,
@@ -29,6 +34,8 @@ def context(
         timeout=conf.delegate_timeout,
         base_env=invoke.base_environment(base_env),
         label=f"network {attachment.name!r} ({attachment.ifname})",
+        pass_fds=held_fds(conf.cni_dir, container_id),
+        cancel=cancel,
     )
 
 

@@ -9,6 +9,7 @@ from multinet.attach import report
 from multinet.attach.add import run_add
 from multinet.attach.conf import MultinetConf
 from multinet.attach.networks import fetch_pod, plan_for_pod
+from multinet.cni.cancel import Cancel
 from multinet.cni.errors import CNIError
 from multinet.cni.request import Request
 from multinet.k8s.client import Kube
@@ -24,7 +25,8 @@ def _refusal_reason(err: CNIError) -> str:
 
 
 def add_for_pod(request: Request, conf: MultinetConf, kube: Kube, ref: PodRef,
-                base_env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                base_env: Mapping[str, str] | None = None,
+                cancel: Cancel | None = None) -> dict[str, Any]:
     pod = fetch_pod(kube, ref)
     try:
         plan = plan_for_pod(conf, request, kube, ref, pod)
@@ -34,7 +36,8 @@ def add_for_pod(request: Request, conf: MultinetConf, kube: Kube, ref: PodRef,
         raise
     events = [("InvalidNetworkAnnotation", w, "Warning") for w in plan.warnings]
     try:
-        outcome = run_add(request, conf, plan.attachments, base_env, pod=ref.to_record())
+        outcome = run_add(request, conf, plan.attachments, base_env, pod=ref.to_record(),
+                          cancel=cancel)
     except CNIError as err:
         report.send_events(kube, pod, [*events, ("NetworkAttachFailed", err.msg, "Warning")])
         raise

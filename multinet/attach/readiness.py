@@ -10,17 +10,22 @@ import os
 import time
 
 from multinet.attach.conf import MultinetConf
+from multinet.cni.cancel import Cancel
 from multinet.cni.errors import STATUS_UNAVAILABLE, TRY_AGAIN_LATER, CNIError
 
 POLL = 0.1
 
 
-def wait_until_ready(conf: MultinetConf, status: bool = False) -> None:
+def wait_until_ready(conf: MultinetConf, status: bool = False,
+                     cancel: Cancel | None = None) -> None:
+    """Return once the file exists; `cancel` ends the wait early (code 11)."""
     path = conf.get("readinessindicatorfile", "")
     if not path:
         return
     deadline = time.monotonic() + float(conf.get("readinessTimeoutSeconds", 45.0))
     while not os.path.exists(path):
+        if cancel is not None:
+            cancel.check("ADD waiting for the cluster network")
         if status or time.monotonic() >= deadline:
             raise CNIError(STATUS_UNAVAILABLE if status else TRY_AGAIN_LATER,
                            "cluster network not ready",

@@ -8,28 +8,38 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from multinet.attach import delmark
 from multinet.attach.add import run_add
 from multinet.attach.check import run_check
 from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.delete import run_del
 from multinet.attach.gc import run_gc
+from multinet.attach.lock import container_lock
 from multinet.attach.networks import K8sSettings, resolve_named_network
 from multinet.attach.plan import plan_from_delegates
 from multinet.attach.podadd import add_for_pod
 from multinet.attach.readiness import wait_until_ready
 from multinet.attach.status import run_status
 from multinet.cni import version as versions
+from multinet.cni.cancel import Cancel
 from multinet.cni.errors import INTERNAL, STATUS_UNAVAILABLE, CNIError
+from multinet.cni.invoke import DEFAULT_TIMEOUT
 from multinet.cni.netconf import NetworkList
 from multinet.cni.request import Request, decode_config, request_from_env
 from multinet.k8s.client import Kube, KubeClient
 from multinet.k8s.podref import pod_ref
 
 log = logging.getLogger("multinet.verbs")
+
+# Beyond one delegate's time limit: a DEL waits this much longer for an ADD to stop.
+LOCK_MARGIN = 10.0
 
 
 def version_reply(request: Request) -> dict[str, Any]:
@@ -42,28 +52,29 @@ def kube_configured(conf: MultinetConf, env: Mapping[str, str]) -> bool:
 
 
 def handle(request: Request, base_env: Mapping[str, str] | None = None,
-           kube: Kube | None = None) -> dict[str, Any] | None:
+           kube: Kube | None = None, cancelled: threading.Event | None = None,
+           arrived_ns: int | None = None) -> dict[str, Any] | None:
     """Serve one request; return what goes to stdout (None for nothing).
 
     `kube` is how pods and NADs are read (a live client or a watch cache); without
     it, one is made from the config's kubeconfig when the call names a pod.
+    `cancelled` is set when the caller hangs up; `arrived_ns` (time.time_ns()) is
+    when the request came in, which orders an ADD against a DEL of its container.
     """
     if request.command == "VERSION":
         return version_reply(request)
     conf: MultinetConf = load_conf(request.config)
-    if request.command in ("ADD", "GC", "STATUS"):
-        wait_until_ready(conf, status=request.command == "STATUS")
+    arrived_ns = time.time_ns() if arrived_ns is None else arrived_ns
     if request.command == "ADD":
-        ref = pod_ref(request.cni_args)
-        env = os.environ if base_env is None else base_env
-        if ref is not None and (kube is not None or kube_configured(conf, env)):
-            if kube is None:
-                kube = KubeClient(conf.get("kubeconfig", ""))
-            return add_for_pod(request, conf, kube, ref, base_env)
-        plan = plan_from_delegates(conf, request)
-        return run_add(request, conf, plan, base_env).output
+        return _add(request, conf, base_env, kube, Cancel(
+            cancelled, delmark.later_del(conf.cni_dir, request.container_id, arrived_ns)))
+    if request.command in ("GC", "STATUS"):
+        wait_until_ready(conf, status=request.command == "STATUS")
     if request.command == "DEL":
-        run_del(request, conf, base_env)
+        # Announced before waiting: an ADD in flight sees it and stops.
+        delmark.mark(conf.cni_dir, request.container_id, arrived_ns)
+        with container_lock(conf.cni_dir, request.container_id, timeout=lock_wait(conf)):
+            run_del(request, conf, base_env)
     elif request.command == "CHECK":
         run_check(request, conf, base_env)
     elif request.command == "GC":
@@ -71,6 +82,30 @@ def handle(request: Request, base_env: Mapping[str, str] | None = None,
     elif request.command == "STATUS":
         run_status(request, conf, cluster_networks(conf, kube), base_env=base_env)
     return None
+
+
+def lock_wait(conf: MultinetConf) -> float:
+    """How long ADD and DEL wait for the container's lock before answering 11."""
+    timeout = conf.delegate_timeout
+    return (timeout if math.isfinite(timeout) else DEFAULT_TIMEOUT) + LOCK_MARGIN
+
+
+def _add(request: Request, conf: MultinetConf, base_env: Mapping[str, str] | None,
+         kube: Kube | None, cancel: Cancel) -> dict[str, Any]:
+    """ADD holds the container's lock from its start, through the readiness wait and
+    the planning: a DEL that comes meanwhile waits, and the ADD stops at its next step."""
+    what = f"ADD of container {request.container_id}"
+    with container_lock(conf.cni_dir, request.container_id, timeout=lock_wait(conf)):
+        cancel.check(what)
+        wait_until_ready(conf, cancel=cancel)
+        ref = pod_ref(request.cni_args)
+        env = os.environ if base_env is None else base_env
+        if ref is not None and (kube is not None or kube_configured(conf, env)):
+            if kube is None:
+                kube = KubeClient(conf.get("kubeconfig", ""))
+            return add_for_pod(request, conf, kube, ref, base_env, cancel=cancel)
+        plan = plan_from_delegates(conf, request)
+        return run_add(request, conf, plan, base_env, cancel=cancel).output
 
 
 def cluster_networks(conf: MultinetConf, kube: Kube | None) -> list[NetworkList] | None:
@@ -96,16 +131,20 @@ def _error_version(stdin: bytes) -> str:
 
 
 def respond(env: Mapping[str, str], stdin: bytes, base_env: Mapping[str, str] | None = None,
-            kube_for: Callable[[Request], Kube | None] | None = None) -> tuple[int, int, str]:
+            kube_for: Callable[[Request], Kube | None] | None = None,
+            cancelled: threading.Event | None = None) -> tuple[int, int, str]:
     """Serve one call as a plugin answers: (exit code, CNI error code or 0, stdout).
 
-    `kube_for` picks the Kubernetes access for a request (the daemon's cache).
+    `kube_for` picks the Kubernetes access for a request (the daemon's cache);
+    `cancelled` is set when the caller hangs up (the daemon's socket server).
     Never raises: the runtime gets CNI error JSON, never a traceback.
     """
+    arrived_ns = time.time_ns()
     try:
         request = request_from_env(env, stdin)
         kube = kube_for(request) if kube_for is not None else None
-        reply = handle(request, base_env=env if base_env is None else base_env, kube=kube)
+        reply = handle(request, base_env=env if base_env is None else base_env, kube=kube,
+                       cancelled=cancelled, arrived_ns=arrived_ns)
     except CNIError as err:
         log.error("%s container=%s failed code=%d: %s", env.get("CNI_COMMAND"),
                   env.get("CNI_CONTAINERID", ""), err.code, err.msg)

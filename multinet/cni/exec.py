@@ -10,25 +10,37 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+from multinet.cni import launch
+from multinet.cni.cancel import Cancel
 from multinet.cni.errors import DECODE_FAILURE, DELEGATE_FAILED, TRY_AGAIN_LATER, CNIError
 
 log = logging.getLogger("multinet.exec")
 
 TEXT_BUSY_RETRIES = 5
 TEXT_BUSY_PAUSE = 1.0
+# How often a running plugin's operation is asked whether it was cancelled. Only a
+# plugin still running pays it: one that ends returns at once.
+CANCEL_POLL = 0.05
 
 
 @dataclass(frozen=True)
 class PluginCall:
-    """What to run: the binary, the CNI_* variables and the stdin config."""
+    """What to run: the binary, the CNI_* variables and the stdin config.
+
+    `pass_fds` are inherited by the plugin and its children (the engine's container
+    locks); every other descriptor is closed. `cancel` stops the plugin early.
+    """
 
     path: str
     env: Mapping[str, str]
     stdin: bytes
     timeout: float
+    pass_fds: tuple[int, ...] = ()
+    cancel: Cancel | None = None
 
 
 @dataclass(frozen=True)
@@ -39,42 +51,57 @@ class PluginOutput:
     seconds: float
 
 
-def _spawn(call: PluginCall) -> subprocess.Popen[bytes]:
-    # A plugin binary being replaced at this moment gives ETXTBSY; wait it out as libcni does.
+def run(call: PluginCall) -> PluginOutput:
+    """Run the plugin to completion, killing its process group when it overruns
+    or its operation is cancelled. The plugin dies with the engine (launch.py)."""
+    started = time.monotonic()
     for attempt in range(TEXT_BUSY_RETRIES):
         try:
-            return subprocess.Popen(
-                [call.path],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(call.env),
-                start_new_session=True,
-                close_fds=True,
-            )
+            proc = launch.spawn(call.path, call.env, call.pass_fds)
         except OSError as exc:
-            if exc.errno != errno.ETXTBSY or attempt == TEXT_BUSY_RETRIES - 1:
-                raise
-            time.sleep(TEXT_BUSY_PAUSE)
+            why = exc.strerror or str(exc)
+            busy = exc.errno == errno.ETXTBSY
+        else:
+            output = _wait(call, proc, started)
+            why = launch.exec_failure(call.path, output.returncode, output.stdout,
+                                      output.stderr)
+            if why is None:
+                return output
+            busy = why == os.strerror(errno.ETXTBSY)
+        # A plugin binary being replaced at this moment gives ETXTBSY; wait it out as
+        # libcni does.
+        if not busy or attempt == TEXT_BUSY_RETRIES - 1:
+            raise CNIError(DELEGATE_FAILED, f"cannot execute {call.path}: {why}")
+        time.sleep(TEXT_BUSY_PAUSE)
     raise AssertionError("unreachable")
 
 
-def run(call: PluginCall) -> PluginOutput:
-    """Run the plugin to completion, killing its process group when it overruns."""
-    started = time.monotonic()
-    try:
-        proc = _spawn(call)
-    except OSError as exc:
-        raise CNIError(DELEGATE_FAILED, f"cannot execute {call.path}: {exc.strerror}") from None
-    try:
-        stdout, stderr = proc.communicate(call.stdin, timeout=call.timeout)
-    except subprocess.TimeoutExpired:
+def _wait(call: PluginCall, proc: subprocess.Popen[bytes], started: float) -> PluginOutput:
+    deadline = started + call.timeout
+    stdin: bytes | None = call.stdin
+    while True:
+        remaining = deadline - time.monotonic()
+        step = remaining if call.cancel is None else min(CANCEL_POLL, remaining)
+        try:
+            # communicate() can be resumed after a timeout without losing output.
+            stdout, stderr = proc.communicate(stdin, timeout=max(step, 0.0))
+            return PluginOutput(stdout, stderr, proc.returncode, time.monotonic() - started)
+        except subprocess.TimeoutExpired:
+            stdin = None  # already handed over; communicate() refuses it twice
+        if time.monotonic() >= deadline:
+            _kill(proc)
+            raise CNIError(TRY_AGAIN_LATER,
+                           f"{call.path} did not finish within {call.timeout:g}s") from None
+        why = call.cancel.reason() if call.cancel is not None else None
+        if why:
+            _kill(proc)
+            raise CNIError(TRY_AGAIN_LATER, f"{call.path} stopped: {why}")
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise CNIError(
-            TRY_AGAIN_LATER, f"{call.path} did not finish within {call.timeout:g}s"
-        ) from None
-    return PluginOutput(stdout, stderr, proc.returncode, time.monotonic() - started)
+    proc.communicate()
 
 
 def plugin_error(output: PluginOutput) -> CNIError:

@@ -17,6 +17,7 @@ from typing import Any
 
 from multinet.cni import exec as plugin_exec
 from multinet.cni import version as versions
+from multinet.cni.cancel import Cancel
 from multinet.cni.errors import CNIError
 from multinet.cni.find import find_plugin
 from multinet.cni.netconf import NetworkList
@@ -38,6 +39,10 @@ class Context:
     timeout: float = DEFAULT_TIMEOUT
     base_env: Mapping[str, str] = field(default_factory=dict)
     label: str = ""  # how errors and logs name this attachment
+    # The engine's locks on this container, inherited by every plugin (and their
+    # children): while one runs, even with its engine dead, the container stays locked.
+    pass_fds: tuple[int, ...] = ()
+    cancel: Cancel | None = None  # stops a plugin early: ADD's caller hung up, say
 
 
 def base_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -92,6 +97,8 @@ def _call(ctx: Context, command: str, conf: Mapping[str, Any]) -> dict[str, Any]
             env=_env(ctx, command),
             stdin=json.dumps(conf).encode(),
             timeout=ctx.timeout,
+            pass_fds=ctx.pass_fds,
+            cancel=ctx.cancel,
         )
         output = plugin_exec.run(call)
     except CNIError as err:

@@ -68,7 +68,7 @@ class Dispatcher:
         with request_context(verb=verb, containerID=container, pod=_pod(env)):
             self.metrics.inflight.inc()
             try:
-                code, cni_code, stdout = self._serve(env, stdin)
+                code, cni_code, stdout = self._serve(env, stdin, cancelled)
             finally:
                 self.metrics.inflight.dec()
             seconds = time.monotonic() - started
@@ -79,10 +79,12 @@ class Dispatcher:
                     extra={"code": cni_code, "seconds": round(seconds, 6)})
         return encode_answer(code, stdout)
 
-    def _serve(self, env: Mapping[str, str], stdin: bytes) -> tuple[int, int, str]:
+    def _serve(self, env: Mapping[str, str], stdin: bytes,
+               cancelled: threading.Event | None) -> tuple[int, int, str]:
         """(exit code, CNI error code or 0, stdout)."""
         stdin = apply_overlay(stdin, self.overlay)
-        return respond(env, stdin, base_env={**self.environ, **env}, kube_for=self._kube_for)
+        return respond(env, stdin, base_env={**self.environ, **env}, kube_for=self._kube_for,
+                       cancelled=cancelled)
 
     def _kube_for(self, request: Request) -> Kube | None:
         if self.kube is not None or self.make_client is None or request.command != "ADD":

@@ -1,0 +1,220 @@
+"""The engine's file locks: one operation per container, bounded waits, no symlinks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from multinet.attach import delmark
+from multinet.attach.lock import LOCK_DIR, container_lock, gc_lock, held_fds
+from multinet.cni.errors import TRY_AGAIN_LATER, CNIError
+
+WAIT = 10.0  # a bound on waits that succeed at once when the code is right
+
+
+class Holder:
+    """A thread that holds one container's lock until told to let go."""
+
+    def __init__(self, cni_dir: str, container: str) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(cni_dir, container))
+        self.thread.start()
+        assert self.entered.wait(WAIT), "the holder never got its lock"
+
+    def _run(self, cni_dir: str, container: str) -> None:
+        with container_lock(cni_dir, container):
+            self.entered.set()
+            self.release.wait(WAIT)
+
+    def stop(self) -> None:
+        self.release.set()
+        self.thread.join(WAIT)
+
+
+def in_thread(fn) -> BaseException | None:
+    """Run fn in another thread (the lock is re-entrant only in its holder's thread)."""
+    outcome: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed back to the test
+            outcome[0] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    return outcome[0]
+
+
+def test_another_container_proceeds_while_one_is_held(tmp_path):
+    holder = Holder(str(tmp_path), "a")
+    try:
+        def other() -> None:
+            with container_lock(str(tmp_path), "b", timeout=0):
+                pass
+
+        # timeout=0: one try, no waiting. With one lock for every container this fails.
+        assert in_thread(other) is None, "container b had to wait for container a"
+
+        def same() -> None:
+            with container_lock(str(tmp_path), "a", timeout=0):
+                pass
+
+        err = in_thread(same)
+        assert isinstance(err, CNIError) and err.code == TRY_AGAIN_LATER, \
+            "a second operation on container a ran while the first held it"
+        assert "'a'" in err.msg
+    finally:
+        holder.stop()
+
+
+def test_two_operations_on_one_container_are_strictly_serialised(tmp_path):
+    holder = Holder(str(tmp_path), "a")
+    order: list[str] = []
+    waiting = threading.Event()
+
+    def second() -> None:
+        waiting.set()
+        with container_lock(str(tmp_path), "a", timeout=WAIT):
+            order.append("second in")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert waiting.wait(WAIT)
+    order.append("first out")  # the holder still holds: nothing may precede this
+    holder.stop()
+    thread.join(WAIT)
+    assert order == ["first out", "second in"]
+
+
+def test_a_held_lock_times_out_with_try_again_later(tmp_path):
+    script = ("import sys, time; from multinet.attach.lock import container_lock\n"
+              "with container_lock(sys.argv[1], 'c1'):\n"
+              "    print('held', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"held\n"
+        # Another process: flock orders processes too.
+        with pytest.raises(CNIError) as err, container_lock(str(tmp_path), "c1", timeout=0.3):
+            pass
+        assert err.value.code == TRY_AGAIN_LATER
+    finally:
+        proc.kill()
+        proc.wait()
+    with container_lock(str(tmp_path), "c1", timeout=WAIT):
+        pass  # the dead holder's lock went with its process
+
+
+def test_the_holding_thread_may_enter_again(tmp_path):
+    with container_lock(str(tmp_path), "c1", timeout=1):
+        fds = held_fds(str(tmp_path), "c1")
+        with container_lock(str(tmp_path), "c1", timeout=0):
+            assert held_fds(str(tmp_path), "c1") == fds
+        assert held_fds(str(tmp_path), "c1") == fds, "leaving the inner one kept the lock"
+    assert held_fds(str(tmp_path), "c1") == ()
+
+
+def test_held_fds_are_the_gc_and_container_locks(tmp_path):
+    with container_lock(str(tmp_path), "c1"):
+        fds = held_fds(str(tmp_path), "c1")
+        targets = sorted(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")) for fd in fds)
+        assert targets == [".gc.lock", "c1.lock"]
+        assert all(os.get_inheritable(fd) is False for fd in fds), \
+            "lock fds reach only the delegates they are passed to"
+    assert held_fds(str(tmp_path), "c2") == ()
+
+
+def test_release_unlocks_even_if_a_child_still_has_the_fd(tmp_path):
+    # A delegate's straggler that inherited the fd must not keep the lock once the
+    # engine that holds it has finished normally.
+    with container_lock(str(tmp_path), "c1"):
+        fds = held_fds(str(tmp_path), "c1")
+        child = subprocess.Popen(["sleep", "30"], pass_fds=fds)
+    try:
+        with container_lock(str(tmp_path), "c1", timeout=0):
+            pass
+        with gc_lock(str(tmp_path)):
+            pass
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_symlink_planted_at_the_lock_path_is_refused(tmp_path):
+    locks = tmp_path / LOCK_DIR
+    locks.mkdir(mode=0o700)
+    target = tmp_path / "elsewhere"
+    os.symlink(target, locks / "c1.lock")
+    with pytest.raises(CNIError) as err, container_lock(str(tmp_path), "c1", timeout=1):
+        pass
+    assert "c1.lock" in err.value.msg
+    assert not target.exists(), "the lock was created through the symlink"
+    existing = tmp_path / "existing"
+    existing.write_text("keep")
+    os.symlink(existing, locks / "c2.lock")
+    with pytest.raises(CNIError), container_lock(str(tmp_path), "c2", timeout=1):
+        pass
+    assert existing.read_text() == "keep"
+
+
+def test_a_symlinked_lock_dir_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cni_dir = tmp_path / "cni"
+    cni_dir.mkdir()
+    os.symlink(elsewhere, cni_dir / LOCK_DIR)
+    for take in (lambda: container_lock(str(cni_dir), "c1", timeout=1),
+                 lambda: gc_lock(str(cni_dir))):
+        with pytest.raises(CNIError) as err, take():
+            pass
+        assert LOCK_DIR in err.value.msg
+    with pytest.raises(CNIError):
+        delmark.mark(str(cni_dir), "c1", 1)
+    assert os.listdir(elsewhere) == []
+
+
+def test_the_lock_dir_is_root_only(tmp_path):
+    with container_lock(str(tmp_path), "c1"):
+        pass
+    assert os.stat(tmp_path / LOCK_DIR).st_mode & 0o777 == 0o700
+    assert os.stat(tmp_path / LOCK_DIR / "c1.lock").st_mode & 0o777 == 0o600
+
+
+def test_a_del_marker_tells_an_earlier_add_apart_from_a_later_one(tmp_path):
+    cni = str(tmp_path)
+    assert delmark.deleted_after(cni, "c1", 100) is False  # no DEL ever
+    delmark.mark(cni, "c1", 200)
+    assert delmark.deleted_after(cni, "c1", 100) is True, "an ADD that arrived before the DEL"
+    assert delmark.deleted_after(cni, "c1", 300) is False, "an ADD that arrived after it"
+    assert delmark.deleted_after(cni, "c2", 100) is False
+    assert os.stat(tmp_path / LOCK_DIR / "c1.del").st_mode & 0o777 == 0o600
+
+
+def test_old_del_markers_are_swept(tmp_path):
+    cni = str(tmp_path)
+    delmark.mark(cni, "old", 1)
+    old = tmp_path / LOCK_DIR / "old.del"
+    past = os.stat(old).st_mtime - delmark.RETENTION_SECONDS - 60
+    os.utime(old, (past, past))
+    delmark.mark(cni, "new", 2)
+    assert not old.exists()
+    assert (tmp_path / LOCK_DIR / "new.del").exists()
+
+
+def test_a_torn_del_marker_falls_back_to_its_mtime(tmp_path):
+    cni = str(tmp_path)
+    delmark.mark(cni, "c1", 1)
+    before = time.time_ns() - 10**9
+    (tmp_path / LOCK_DIR / "c1.del").write_text("")
+    # Unreadable: the file's own time says when the DEL came, so no earlier ADD runs on.
+    assert delmark.deleted_after(cni, "c1", before) is True
+    assert delmark.deleted_after(cni, "c1", time.time_ns() + 60 * 10**9) is False
