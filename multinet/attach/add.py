@@ -39,9 +39,9 @@ def run_add(
     pod: Mapping[str, str] | None = None,
     cancel: Cancel | None = None,
 ) -> AddOutcome:
-    """Attach `plan`. `cancel` is checked before the intent is written, before each
-    attachment and while each delegate runs; a cancelled ADD rolls back as a failed
-    one does. The container's lock is re-entered when the verb already holds it."""
+    """Attach `plan`. `cancel` is checked before the intent is written and before each
+    attachment; a hang-up also kills a running delegate. A cancelled ADD rolls back
+    as a failed one does. The container's lock is re-entered when the verb already holds it."""
     store = RecordStore(conf.cni_dir)
     with container_lock(conf.cni_dir, request.container_id):
         if not os.path.exists(request.netns):
@@ -141,7 +141,8 @@ def _attach_one(request: Request, conf: MultinetConf, state: AttachmentState,
     if cancel is not None:
         cancel.check(f"ADD of container {request.container_id}")
     ctx = delegates.context(conf, attachment, request.container_id, request.netns,
-                            request.args, request.path, base_env, cancel)
+                            request.args, request.path, base_env,
+                            cancel.caller_only() if cancel is not None else None)
     state.started = True
     raw = delegates.add(ctx, attachment)
     state.result = raw

@@ -3,7 +3,7 @@
 A runtime sends DEL for a container whose ADD is still in flight only when it has
 given that ADD up. So an ADD that arrived before a DEL of its container must not
 run on: it looks for a newer marker when it takes the lock and at every step after
-(the readiness wait, planning, each attachment, a running delegate). Markers stay
+(the readiness wait, after planning, before each attachment). Markers stay
 after their DEL has finished, because such an ADD may reach the lock only then, and
 are swept once RETENTION_SECONDS old, far longer than an ADD may wait for its lock.
 """

@@ -1,6 +1,7 @@
 """Why an operation in flight should stop early: its caller hung up, or it was superseded.
 
-Checked between steps and, while a plugin runs, every few tens of milliseconds.
+Checked between steps; a hang-up is also checked while a plugin runs, every few
+tens of milliseconds, and kills it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class Cancel:
             if why:
                 return why
         return None
+
+    def caller_only(self) -> Cancel:
+        """Only the hang-up: what may kill a plugin mid-run. Other reasons wait for the
+        plugin to end, and stop the operation at its next step."""
+        return Cancel(self.hung_up)
 
     def check(self, what: str) -> None:
         """Raise "try again later" (code 11) if `what` must stop now."""

@@ -329,20 +329,25 @@ def test_add_whose_caller_is_gone_before_it_starts_runs_nothing(pod, workdir):
     assert not os.path.exists(os.path.join(conf["cniDir"], "cgone"))
 
 
-def test_a_del_that_arrives_mid_delegate_stops_the_add(pod, workdir):
+def test_a_del_mid_add_waits_and_stops_it_before_the_next_attachment(pod, workdir):
     pid_file = os.path.join(workdir, "slow.pid")
-    conf, record = recorder_conf(workdir, sleep=120, pidFile=pid_file)
-    conf["delegateTimeoutSeconds"] = 300
+    records = [os.path.join(workdir, f"calls{i}.jsonl") for i in range(3)]
+    nets = [{"cniVersion": "1.0.0", "name": f"rec{i}", "type": "recorder",
+             "recordFile": records[i]} for i in range(3)]
+    nets[1].update(sleep=1.0, pidFile=pid_file)
+    conf = configs.multinet_conf(os.path.join(workdir, "cni"), nets, bin_dir=TEST_PLUGINS,
+                                 delegateTimeoutSeconds=60, parallelAttachments=1)
     adding, add_out = in_thread(lambda: dispatcher().answer(
         frame("ADD", conf, "cmid", pod.path)))
-    delegate = read_pid(pid_file)
+    read_pid(pid_file)
     answer = dispatcher().answer(frame("DEL", conf, "cmid", pod.path))
     assert answer["code"] == 0, answer
     adding.join(BOUND)
     assert not adding.is_alive()
-    assert json.loads(add_out[0]["stdout"])["code"] == 11
-    assert not alive(delegate)
-    assert calls(record) == ["DEL"]
+    refused = json.loads(add_out[0]["stdout"])
+    assert refused["code"] == 11 and "DEL" in refused["msg"], refused
+    # The running delegate was let finish, then the ADD stopped and undid itself.
+    assert [calls(r) for r in records] == [["ADD", "DEL"], ["ADD", "DEL"], []]
     assert os.listdir(conf["cniDir"]) == [LOCK_DIR]
 
 
