@@ -118,6 +118,8 @@ def _acquire(dir_fd: int, name: str, mode: int, deadline: float | None, where: s
                 same = False
             if same:
                 return fd
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CNIError(TRY_AGAIN_LATER, busy)
         except BaseException:
             os.close(fd)
             raise
