@@ -29,10 +29,11 @@ class Cancel:
                 return why
         return None
 
-    def caller_only(self) -> Cancel:
-        """Only the hang-up: what may kill a plugin mid-run. Other reasons wait for the
-        plugin to end, and stop the operation at its next step."""
-        return Cancel(self.hung_up)
+    def caller_only(self) -> Cancel | None:
+        """Only the hang-up: what may kill a plugin mid-run (None without a caller to
+        lose). Other reasons wait for the plugin to end, and stop the operation at its
+        next step."""
+        return Cancel(self.hung_up) if self.hung_up is not None else None
 
     def check(self, what: str) -> None:
         """Raise "try again later" (code 11) if `what` must stop now."""

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from contextlib import suppress
@@ -22,8 +23,7 @@ log = logging.getLogger("multinet.exec")
 
 TEXT_BUSY_RETRIES = 5
 TEXT_BUSY_PAUSE = 1.0
-# How often a running plugin's operation is asked whether it was cancelled. Only a
-# plugin still running pays it: one that ends returns at once.
+# How often a running plugin's operation is asked whether it was cancelled.
 CANCEL_POLL = 0.05
 
 
@@ -77,25 +77,46 @@ def run(call: PluginCall) -> PluginOutput:
 
 
 def _wait(call: PluginCall, proc: subprocess.Popen[bytes], started: float) -> PluginOutput:
-    deadline = started + call.timeout
-    stdin: bytes | None = call.stdin
-    while True:
-        remaining = deadline - time.monotonic()
-        step = remaining if call.cancel is None else min(CANCEL_POLL, remaining)
-        try:
-            # communicate() can be resumed after a timeout without losing output.
-            stdout, stderr = proc.communicate(stdin, timeout=max(step, 0.0))
-            return PluginOutput(stdout, stderr, proc.returncode, time.monotonic() - started)
-        except subprocess.TimeoutExpired:
-            stdin = None  # already handed over; communicate() refuses it twice
-        if time.monotonic() >= deadline:
-            _kill(proc)
-            raise CNIError(TRY_AGAIN_LATER,
-                           f"{call.path} did not finish within {call.timeout:g}s") from None
-        why = call.cancel.reason() if call.cancel is not None else None
-        if why:
-            _kill(proc)
-            raise CNIError(TRY_AGAIN_LATER, f"{call.path} stopped: {why}")
+    watch = _Watch(call.cancel, proc) if call.cancel is not None else None
+    try:
+        stdout, stderr = proc.communicate(call.stdin, timeout=call.timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        raise CNIError(TRY_AGAIN_LATER,
+                       f"{call.path} did not finish within {call.timeout:g}s") from None
+    finally:
+        if watch is not None:
+            watch.stop()
+    if watch is not None and watch.why:
+        raise CNIError(TRY_AGAIN_LATER, f"{call.path} stopped: {watch.why}")
+    return PluginOutput(stdout, stderr, proc.returncode, time.monotonic() - started)
+
+
+class _Watch:
+    """Kills the plugin's process group once its operation is cancelled.
+
+    A thread of its own, so the plugin's answer is read the moment it comes (the
+    wait is never sliced) and its stdin is written whole whatever its size."""
+
+    def __init__(self, cancel: Cancel, proc: subprocess.Popen[bytes]) -> None:
+        self.why: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(cancel, proc.pid),
+                                        name="multinet-cancel-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self, cancel: Cancel, pgid: int) -> None:
+        while not self._done.wait(CANCEL_POLL):
+            why = cancel.reason()
+            if why:
+                self.why = why
+                with suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:

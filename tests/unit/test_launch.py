@@ -140,3 +140,12 @@ def test_a_binary_being_written_is_retried_then_reported(tmp_path, monkeypatch):
     assert err.value.msg == f"cannot execute {binary}: Text file busy"
     assert len(spawned) == plugin_exec.TEXT_BUSY_RETRIES
     assert plugin_exec.run(call(str(binary))).returncode == 0
+
+
+def test_a_large_config_reaches_a_slow_reader_whole_under_a_cancel_watch(tmp_path):
+    # More than a pipe holds, read only after a pause: the watch must not cut stdin off.
+    plugin = script(tmp_path, "p", "#!/bin/sh\nsleep 0.2\nwc -c\n")
+    big = plugin_exec.PluginCall(path=plugin, env={"PATH": os.environ["PATH"]},
+                                 stdin=b"x" * (1 << 20), timeout=BOUND,
+                                 cancel=Cancel(threading.Event()))
+    assert plugin_exec.run(big).stdout.strip() == b"1048576"
