@@ -11,56 +11,52 @@ are swept once RETENTION_SECONDS old, far longer than an ADD may wait for its lo
 from __future__ import annotations
 
 import os
-import threading
 import time
 from contextlib import suppress
 
 from multinet.attach.lock import LOCK_DIR, open_lock_dir
 from multinet.cni.cancel import Check
+from multinet.cni.errors import IO_FAILURE, CNIError
 
 SUFFIX = ".del"
 RETENTION_SECONDS = 3600.0
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+SWEEP_EVERY = 60.0  # seconds; its time is the mtime of SWEPT, for every process to see
+SWEPT = ".swept"
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def mark(cni_dir: str, container_id: str, arrived_ns: int) -> None:
-    """Record that a DEL of the container arrived at `arrived_ns` (time.time_ns())."""
+    """Record that a DEL of the container arrived at `arrived_ns` (time.time_ns()).
+
+    The time is the marker's mtime: the kernel sets it whole, so no reader can see
+    half of it, and no rename is paid for (ext4 flushes a file renamed over another).
+    """
     dir_fd = open_lock_dir(cni_dir)
     try:
-        # Written aside and renamed in: a reader never sees half a marker.
-        temp = f".{container_id}{SUFFIX}.{os.getpid()}.{threading.get_ident()}"
-        with suppress(FileNotFoundError):
-            os.unlink(temp, dir_fd=dir_fd)
-        fd = os.open(temp, _WRITE_FLAGS, 0o600, dir_fd=dir_fd)
         try:
-            os.write(fd, str(arrived_ns).encode())
+            fd = os.open(container_id + SUFFIX, _WRITE_FLAGS, 0o600, dir_fd=dir_fd)
+        except OSError as exc:
+            raise CNIError(IO_FAILURE, f"DEL marker {cni_dir}/{LOCK_DIR}/{container_id}"
+                           f"{SUFFIX} cannot be written ({exc.strerror}): a symlink there "
+                           "is refused") from None
+        try:
+            os.utime(fd, ns=(arrived_ns, arrived_ns))
         finally:
             os.close(fd)
-        os.rename(temp, container_id + SUFFIX, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        _sweep(dir_fd)
+        if _sweep_due(dir_fd):
+            _sweep(dir_fd)
     finally:
         os.close(dir_fd)
 
 
 def deleted_after(cni_dir: str, container_id: str, arrived_ns: int) -> bool:
     """Whether a DEL of the container arrived after `arrived_ns`."""
-    path = os.path.join(cni_dir, LOCK_DIR, container_id + SUFFIX)
     try:
-        fd = os.open(path, _READ_FLAGS)
+        info = os.stat(os.path.join(cni_dir, LOCK_DIR, container_id + SUFFIX),
+                       follow_symlinks=False)
     except FileNotFoundError:
         return False
-    except OSError:
-        return True  # a marker we cannot read (a planted link): the safe reading
-    try:
-        text = os.read(fd, 64)
-        try:
-            when = int(text)
-        except ValueError:
-            when = os.fstat(fd).st_mtime_ns
-    finally:
-        os.close(fd)
-    return when > arrived_ns
+    return info.st_mtime_ns > arrived_ns
 
 
 def later_del(cni_dir: str, container_id: str, arrived_ns: int) -> Check:
@@ -73,13 +69,29 @@ def later_del(cni_dir: str, container_id: str, arrived_ns: int) -> Check:
     return check
 
 
+def _sweep_due(dir_fd: int) -> bool:
+    """At most one sweep a minute: a DEL pays a stat, not a directory listing."""
+    try:
+        if os.stat(SWEPT, dir_fd=dir_fd, follow_symlinks=False).st_mtime > \
+                time.time() - SWEEP_EVERY:
+            return False
+    except FileNotFoundError:
+        pass
+    fd = os.open(SWEPT, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                 dir_fd=dir_fd)
+    try:
+        os.utime(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
 def _sweep(dir_fd: int) -> None:
     oldest = time.time() - RETENTION_SECONDS
     with os.scandir(dir_fd) as entries:
         for entry in entries:
             name = entry.name
-            # Markers, and the temp files of a writer that was killed; never a lock.
-            if not (name.endswith(SUFFIX) or (name.startswith(".") and f"{SUFFIX}." in name)):
+            if not name.endswith(SUFFIX):  # markers only, never a lock
                 continue
             with suppress(FileNotFoundError):
                 if entry.stat(follow_symlinks=False).st_mtime < oldest:

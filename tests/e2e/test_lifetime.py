@@ -283,6 +283,8 @@ def test_del_while_add_is_planning_is_not_overtaken(pod, workdir):
     # The DEL announces itself before it waits: the ADD must see it once planned.
     marker = os.path.join(conf["cniDir"], LOCK_DIR, "cplan.del")
     wait_for(lambda: os.path.exists(marker) or del_out, "the DEL to arrive")
+    deleting.join(0.5)
+    assert deleting.is_alive(), "the DEL answered while its ADD still held the container"
     kube.go.set()
     adding.join(BOUND)
     deleting.join(BOUND)

@@ -190,31 +190,44 @@ def test_the_lock_dir_is_root_only(tmp_path):
 
 
 def test_a_del_marker_tells_an_earlier_add_apart_from_a_later_one(tmp_path):
-    cni = str(tmp_path)
-    assert delmark.deleted_after(cni, "c1", 100) is False  # no DEL ever
-    delmark.mark(cni, "c1", 200)
-    assert delmark.deleted_after(cni, "c1", 100) is True, "an ADD that arrived before the DEL"
-    assert delmark.deleted_after(cni, "c1", 300) is False, "an ADD that arrived after it"
-    assert delmark.deleted_after(cni, "c2", 100) is False
+    cni, now = str(tmp_path), time.time_ns()
+    assert delmark.deleted_after(cni, "c1", now) is False  # no DEL ever
+    delmark.mark(cni, "c1", now + 200)
+    assert delmark.deleted_after(cni, "c1", now + 100) is True, \
+        "an ADD that arrived before the DEL"
+    assert delmark.deleted_after(cni, "c1", now + 300) is False, "an ADD that arrived after it"
+    assert delmark.deleted_after(cni, "c2", now + 100) is False
     assert os.stat(tmp_path / LOCK_DIR / "c1.del").st_mode & 0o777 == 0o600
+    delmark.mark(cni, "c1", now + 400)  # a retried DEL: the newest arrival counts
+    assert delmark.deleted_after(cni, "c1", now + 300) is True
 
 
 def test_old_del_markers_are_swept(tmp_path):
     cni = str(tmp_path)
-    delmark.mark(cni, "old", 1)
+    delmark.mark(cni, "old", time.time_ns())
     old = tmp_path / LOCK_DIR / "old.del"
     past = os.stat(old).st_mtime - delmark.RETENTION_SECONDS - 60
     os.utime(old, (past, past))
-    delmark.mark(cni, "new", 2)
+    delmark.mark(cni, "new", time.time_ns())
+    assert old.exists(), "swept at most once a minute, and the first DEL just did"
+    swept = tmp_path / LOCK_DIR / delmark.SWEPT
+    a_minute_ago = os.stat(swept).st_mtime - delmark.SWEEP_EVERY - 1
+    os.utime(swept, (a_minute_ago, a_minute_ago))
+    lock = tmp_path / LOCK_DIR / "old.del.lock"  # a lock file, however old, is never swept
+    lock.write_text("")
+    os.utime(lock, (past, past))
+    delmark.mark(cni, "new", time.time_ns())
     assert not old.exists()
     assert (tmp_path / LOCK_DIR / "new.del").exists()
+    assert lock.exists()
 
 
-def test_a_torn_del_marker_falls_back_to_its_mtime(tmp_path):
-    cni = str(tmp_path)
-    delmark.mark(cni, "c1", 1)
-    before = time.time_ns() - 10**9
-    (tmp_path / LOCK_DIR / "c1.del").write_text("")
-    # Unreadable: the file's own time says when the DEL came, so no earlier ADD runs on.
-    assert delmark.deleted_after(cni, "c1", before) is True
-    assert delmark.deleted_after(cni, "c1", time.time_ns() + 60 * 10**9) is False
+def test_a_symlink_planted_at_a_marker_path_is_refused(tmp_path):
+    locks = tmp_path / LOCK_DIR
+    locks.mkdir(mode=0o700)
+    target = tmp_path / "elsewhere"
+    os.symlink(target, locks / "c1.del")
+    with pytest.raises(CNIError) as err:
+        delmark.mark(str(tmp_path), "c1", 1)
+    assert "c1.del" in err.value.msg
+    assert not target.exists()
