@@ -192,6 +192,30 @@ def test_daemon_killed_mid_add_leaves_no_delegate_running_after_del(cnode, pod, 
     assert_nothing_comes_back(cnode, pod)
 
 
+def test_daemon_stopped_past_its_grace_mid_add_leaves_no_delegate(cnode, pod, workdir):
+    conf, pid_file = slow_macvlan(cnode, workdir)
+    daemon = Daemon(cnode.ns, os.path.join(workdir, "daemon"), shutdownGraceSeconds=0.2)
+    try:
+        daemon.start()
+        add = daemon.shim_async("ADD", conf, "cgrace", pod.path)
+        wrapper = read_pid(pid_file)
+        daemon.signal(signal.SIGTERM)  # a rollout: the delegate runs past the grace
+        assert daemon.wait() == 1, "the daemon left with an ADD unfinished"
+        finish(add)
+        wait_for(lambda: not alive(wrapper), "the delegate to go with its daemon", timeout=10)
+        restarted = Daemon(cnode.ns, daemon.root).start()
+        try:
+            delete, running = del_while_watching(
+                lambda: restarted.shim("DEL", conf, "cgrace", pod.path), "cgrace")
+        finally:
+            restarted.kill()
+    finally:
+        daemon.kill()
+    assert delete.returncode == 0, delete.stdout
+    assert running == []
+    assert_nothing_comes_back(cnode, pod)
+
+
 def test_daemon_killed_mid_add_then_del_in_process(cnode, pod, workdir, daemon):
     conf, pid_file = slow_macvlan(cnode, workdir)
     daemon.start()
