@@ -193,7 +193,7 @@ def test_daemon_killed_mid_add_leaves_no_delegate_running_after_del(cnode, pod, 
 
 
 def test_daemon_stopped_past_its_grace_mid_add_leaves_no_delegate(cnode, pod, workdir):
-    conf, pid_file = slow_macvlan(cnode, workdir)
+    conf, pid_file = slow_macvlan(cnode, workdir, seconds=8)
     daemon = Daemon(cnode.ns, os.path.join(workdir, "daemon"), shutdownGraceSeconds=0.2)
     try:
         daemon.start()
@@ -202,7 +202,8 @@ def test_daemon_stopped_past_its_grace_mid_add_leaves_no_delegate(cnode, pod, wo
         daemon.signal(signal.SIGTERM)  # a rollout: the delegate runs past the grace
         assert daemon.wait() == 1, "the daemon left with an ADD unfinished"
         finish(add)
-        wait_for(lambda: not alive(wrapper), "the delegate to go with its daemon", timeout=10)
+        # Well before its own 8 s are up: it went with its daemon.
+        wait_for(lambda: not alive(wrapper), "the delegate to go with its daemon", timeout=5)
         restarted = Daemon(cnode.ns, daemon.root).start()
         try:
             delete, running = del_while_watching(
