@@ -233,9 +233,13 @@ class RecordStore:
             raise CNIError(INVALID_CONFIG, f"container {record.container_id}: the plan holds "
                            "a number JSON cannot carry (NaN or Infinity)") from None
         path = self.path(record.container_id)
-        if record.container_id in self._good:
-            self._keep_previous(record.container_id, path)
-        atomic_write(path, data.encode())
+        try:
+            if record.container_id in self._good:
+                self._keep_previous(record.container_id, path)
+            atomic_write(path, data.encode())
+        except OSError as exc:  # a full disk: the old version (if any) is still whole
+            raise CNIError(IO_FAILURE, f"cannot write record {path}: "
+                           f"{exc.strerror or exc}") from None
         self._good.add(record.container_id)
 
     def _keep_previous(self, container_id: str, path: str) -> None:

@@ -222,3 +222,23 @@ def test_device_info_unlink_does_not_follow_a_symlinked_directory(tmp_path):
     state = record("cdev", {"deviceInfoFile": path, "deviceInfoBase": str(base)})
     deviceinfo.forget(state.attachments[0].attachment)
     assert (target / os.path.basename(path)).exists()
+
+
+def test_a_full_disk_keeps_the_old_record_and_answers_an_io_error(tmp_path, monkeypatch):
+    import errno
+
+    from multinet.attach import record as record_module
+
+    store = RecordStore(str(tmp_path / "cni"))
+    first = record("cfull")
+    store.write(first)
+
+    def full(path: str, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(record_module, "atomic_write", full)
+    first.state = "added"
+    with pytest.raises(CNIError) as err:
+        store.write(first)
+    assert err.value.code == 5 and "No space left on device" in err.value.msg
+    assert store.read("cfull").state == "adding", "the old version is whole"
