@@ -58,7 +58,11 @@ def run_add(
             pod=dict(pod or {}),
             plugin_dirs=list(conf.plugin_dirs(request.path)),  # for the daemon's reaper
         )
-        store.write(record)  # the intent: from here on, DEL knows what to undo
+        try:
+            store.write(record)  # the intent: from here on, DEL knows what to undo
+        except CNIError:
+            forget_container_lock(conf.cni_dir, request.container_id)  # nothing was done
+            raise
         try:
             canonical = _attach_all(request, conf, record, base_env)
             merged, applied = _settle_routes(request, plan, canonical)

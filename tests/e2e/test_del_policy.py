@@ -247,3 +247,27 @@ def test_del_with_a_nan_timeout_in_the_config_still_deletes(cnode, pod):
         delete = cnode.cni("DEL", conf, "cnan", pod.path)
     assert delete.returncode == 0, delete.stdout
     assert_nothing_left(cnode, pod)
+
+
+def test_an_intent_that_cannot_be_written_leaves_nothing(cnode, pod):
+    """A capability value JSON cannot carry (NaN) is refused before any delegate
+    runs, with no record and no lock file left."""
+    conf = cnode.conf(cnode.three_networks()[:1])
+    raw = json.dumps({**conf, "runtimeConfig": {"bandwidth": {"ingressRate": 12345.5}}})
+    run = cnode.cni("ADD", raw.replace("12345.5", "NaN").encode(), "cintent", pod.path)
+    assert run.returncode != 0 and run.json["code"] == 7, run.stdout
+    assert "NaN" in run.json["msg"] or "ingressRate" in run.json["msg"]
+    assert_nothing_left(cnode, pod)
+
+
+def test_a_del_that_hangs_is_stopped_answered_and_counted(cnode, pod):
+    hang = {"cniVersion": "1.0.0", "name": "hang", "type": "recorder", "sleep": 30,
+            "sleepOn": ["DEL"]}
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), hang],
+                      delegateTimeoutSeconds=1)
+    cnode.cni("ADD", conf, "chang", pod.path).ok()
+    run = cnode.cni("DEL", conf, "chang", pod.path, timeout=20)
+    assert run.returncode != 0 and run.json["code"] == 11, run.stdout
+    assert "'hang' (net1, failed 1x)" in run.json["msg"]
+    assert cnode.leased_ips() == [] and "eth0" not in pod.links()
+    assert [a["name"] for a in stored(cnode, "chang")["attachments"]] == ["hang"]
