@@ -74,6 +74,7 @@ class Reaper:
         self.backoff_cap = max(backoff_cap, self.interval)
         self.environ = dict(os.environ if environ is None else environ)
         self._retry: dict[str, tuple[float, float]] = {}  # id -> (due, delay), monotonic
+        self._unreadable: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.passes = 0
@@ -111,6 +112,7 @@ class Reaper:
         now = time.monotonic()
         present = set(store.container_ids())
         self._retry = {k: v for k, v in self._retry.items() if k in present}
+        self._unreadable &= present
         removed = []
         for container_id in sorted(present):
             if self._stop.is_set():
@@ -121,8 +123,12 @@ class Reaper:
             try:
                 # Without the lock: a write is a rename, so this is one whole version.
                 record = store.read(container_id)
-            except UnreadableRecord:
-                continue  # the next DEL or GC of it sets it aside, and says so
+            except UnreadableRecord as err:
+                if container_id not in self._unreadable:  # said once, not every pass
+                    self._unreadable.add(container_id)
+                    log.error("reaper: %s; left for a DEL or GC of it to set aside",
+                              err.msg)
+                continue
             if record is not None and self._forgotten(record) \
                     and self._reap(store, container_id):
                 removed.append(container_id)

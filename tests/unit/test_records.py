@@ -242,3 +242,27 @@ def test_a_full_disk_keeps_the_old_record_and_answers_an_io_error(tmp_path, monk
         store.write(first)
     assert err.value.code == 5 and "No space left on device" in err.value.msg
     assert store.read("cfull").state == "adding", "the old version is whole"
+
+
+def test_gc_keeps_forwarding_while_a_stale_del_fails_then_gives_it_up(tmp_path):
+    """A forgotten container whose DEL keeps failing neither blocks GC for the node
+    nor stays for ever: its attachment is reported in use until the 5th failure."""
+    calls = tmp_path / "calls"
+    stuck = {**NET, "name": "stuck", "recordFile": str(calls), "failOn": ["DEL"]}
+    store = RecordStore(str(tmp_path / "cni"))
+    network = load_network(stuck, "t")
+    store.write(Record("cstale", "", "eth0", "", state="added", attachments=[AttachmentState(
+        Attachment("stuck", network, "eth0", True), {"cniVersion": "1.1.0"})]))
+    config = {**conf(tmp_path), "delegates": [stuck], "cni.dev/valid-attachments": []}
+    for attempt in range(1, 5):
+        code, cni_code, out = cni("GC", config)
+        assert code == 1 and f"failed {attempt}x" in json.loads(out)["msg"]
+        forwarded = [json.loads(line) for line in calls.read_text().splitlines()]
+        gc_calls = [c for c in forwarded if c["command"] == "GC"]
+        assert len(gc_calls) == attempt, "GC was forwarded all the same"
+        assert gc_calls[-1]["stdin"]["cni.dev/valid-attachments"] == [
+            {"containerID": "cstale", "ifname": "eth0"}], "its addresses stay held"
+    code, _, out = cni("GC", config)
+    assert code == 0, out
+    assert list(store.container_ids()) == []
+    assert not (tmp_path / "cni" / ".locks" / "cstale.lock").exists()
