@@ -77,7 +77,9 @@ class Record:
     attachments: list[AttachmentState] = field(default_factory=list)
     pod: dict[str, str] = field(default_factory=dict)
     plugin_dirs: list[str] = field(default_factory=list)  # where ADD found its plugins
-    recovered: bool = False  # read back from the previous version (not stored)
+    # Read back from a previous version at some point: what completed ADD is not
+    # known any more, so every attachment counts as completed (kept when rewritten).
+    recovered: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +91,7 @@ class Record:
             "state": self.state,
             "pod": self.pod,
             "pluginDirs": list(self.plugin_dirs),
+            "recovered": self.recovered,
             "attachments": [
                 {**a.attachment.to_record(), "result": a.result,
                  "delFailures": a.del_failures, "firstDelFailure": a.first_del_failure,
@@ -120,6 +123,7 @@ class Record:
             state=state,
             pod=pod,
             plugin_dirs=dirs,
+            recovered=data.get("recovered", False) is True,
             attachments=[_attachment_state(a) for a in _typed(data, "attachments", list, [])],
         )
 

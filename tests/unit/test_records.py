@@ -266,3 +266,23 @@ def test_gc_keeps_forwarding_while_a_stale_del_fails_then_gives_it_up(tmp_path):
     assert code == 0, out
     assert list(store.container_ids()) == []
     assert not (tmp_path / "cni" / ".locks" / "cstale.lock").exists()
+
+
+def test_a_recovered_record_counts_every_attachment_as_completed(tmp_path):
+    """The previous version may predate the delegate's result: DEL from it never
+    gives an attachment up as "never completed", also once it is rewritten."""
+    stuck = {**NET, "name": "stuck", "failOn": ["DEL"]}
+    store = RecordStore(str(tmp_path / "cni"))
+    network = load_network(stuck, "t")
+    intent = Record("crec", "", "eth0", "", attachments=[AttachmentState(
+        Attachment("stuck", network, "eth0", True))])
+    store.write(intent)
+    intent.state = "added"
+    store.write(intent)
+    with open(store.path("crec"), "w") as handle:
+        handle.write("{torn")
+    config = {**conf(tmp_path), "delegates": [stuck]}
+    for attempt in range(1, 4):
+        code, _, out = cni("DEL", config, "crec")
+        assert code == 1 and f"failed {attempt}x" in json.loads(out)["msg"]
+    assert RecordStore(str(tmp_path / "cni")).read("crec").recovered
