@@ -271,3 +271,15 @@ def test_a_del_that_hangs_is_stopped_answered_and_counted(cnode, pod):
     assert "'hang' (net1, failed 1x)" in run.json["msg"]
     assert cnode.leased_ips() == [] and "eth0" not in pod.links()
     assert [a["name"] for a in stored(cnode, "chang")["attachments"]] == ["hang"]
+
+
+def test_add_and_del_with_a_nan_timeout_leave_nothing(cnode, pod):
+    """(e) ADD with NaN in delegateTimeoutSeconds fails (refused up front, or once its
+    first delegate ran), and the runtime's one DEL with the same config leaves
+    nothing behind."""
+    conf = cnode.conf(cnode.three_networks()[:2])
+    raw = json.dumps({**conf, "delegateTimeoutSeconds": 12345.5}).replace("12345.5", "NaN")
+    add = cnode.cni("ADD", raw.encode(), "cnanadd", pod.path)
+    assert add.returncode != 0
+    cnode.cni("DEL", raw.encode(), "cnanadd", pod.path)
+    assert_nothing_left(cnode, pod)
