@@ -203,6 +203,8 @@ class RecordStore:
         path = self.path(container_id)
         try:
             record = _load(path)
+            if record.container_id != container_id:
+                raise ValueError(f"it is the record of {record.container_id!r}")
         except FileNotFoundError:
             return None
         except _NotARecordFile as exc:

@@ -160,10 +160,8 @@ class Reaper:
                 record = store.read(container_id)  # again: a DEL may have come meanwhile
             except UnreadableRecord:
                 return False
-            if record is None:
+            if record is None:  # its DEL came meanwhile
                 forget_container_lock(self.conf.cni_dir, container_id)
-                return False
-            if not self._forgotten(record):
                 return False
             dirs = tuple(d for d in record.plugin_dirs if os.path.isabs(d)) or DEFAULT_CNI_PATH
             try:

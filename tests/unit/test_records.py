@@ -286,3 +286,12 @@ def test_a_recovered_record_counts_every_attachment_as_completed(tmp_path):
         code, _, out = cni("DEL", config, "crec")
         assert code == 1 and f"failed {attempt}x" in json.loads(out)["msg"]
     assert RecordStore(str(tmp_path / "cni")).read("crec").recovered
+
+
+def test_a_record_under_another_containers_name_is_damaged(tmp_path):
+    store = RecordStore(str(tmp_path / "cni"))
+    store.write(record("cother"))
+    os.rename(store.path("cother"), store.path("cmine"))
+    with pytest.raises(UnreadableRecord) as err:
+        store.read("cmine")
+    assert "record of 'cother'" in err.value.msg
