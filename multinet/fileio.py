@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 import tempfile
+import time
+
+log = logging.getLogger("multinet.fileio")
+
+# Group and other may read nothing here: records name pods, networks and addresses.
+_OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
+
+
+class UnsafeDirectory(OSError):
+    """A directory that must hold root-only files cannot be trusted."""
 
 
 def ensure_private_dir(directory: str) -> None:
@@ -12,6 +24,30 @@ def ensure_private_dir(directory: str) -> None:
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+
+
+def prepare_private_dir(directory: str) -> None:
+    """Make sure `directory` is ours alone: created 0700 when missing; an existing
+    one that others may read or write is set to 0700, loudly; one that is a symlink,
+    not a directory, or owned by another user is refused (UnsafeDirectory), since
+    whoever controls it controls what we read back from it."""
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        ensure_private_dir(directory)
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeDirectory(f"{directory} is a symlink; refusing to keep root-only files "
+                              "behind it")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeDirectory(f"{directory} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise UnsafeDirectory(f"{directory} is owned by uid {info.st_uid}, not by us "
+                              f"(uid {os.geteuid()}); refusing to use it")
+    if info.st_mode & _OPEN_TO_OTHERS:
+        log.error("%s was mode %04o, open to other users; set to 0700", directory,
+                  stat.S_IMODE(info.st_mode))
+        os.chmod(directory, 0o700, follow_symlinks=False)
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -33,6 +69,31 @@ def atomic_write(path: str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(directory)
+
+
+def remove_stale_temp_files(directory: str, min_age: float) -> list[str]:
+    """Remove what a killed atomic_write left in `directory` (dot-named regular
+    files) once older than `min_age` seconds, so a write in progress is never
+    touched; returns the names removed."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < min_age:
+                continue
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        removed.append(entry.name)
+    if removed:
+        fsync_dir(directory)
+    return removed
 
 
 def fsync_dir(directory: str) -> None:

@@ -63,8 +63,13 @@ def run_add(
             cni_args=request.args,
             attachments=[AttachmentState(a) for a in plan],
             pod=dict(pod or {}),
+            plugin_dirs=list(conf.plugin_dirs(request.path)),  # for the daemon's reaper
         )
-        store.write(record)  # the intent: from here on, DEL knows what to undo
+        try:
+            store.write(record)  # the intent: from here on, DEL knows what to undo
+        except CNIError:
+            forget_container_lock(conf.cni_dir, request.container_id)  # nothing was done
+            raise
         try:
             canonical = _attach_all(request, conf, record, base_env, cancel)
             merged, applied = _settle_routes(request, plan, canonical)
@@ -169,6 +174,7 @@ def _roll_back(request: Request, conf: MultinetConf, store: RecordStore, record:
             delegates.delete(ctx, state.attachment, state.result)
         except CNIError as err:
             log.error("rollback of %s failed: %s", state.attachment.name, err.msg)
+            state.note_del_failure(err.msg)  # the first of the DELs the policy allows
             left.insert(0, state)
             cause.details = f"{cause.details}\nrollback: {err.msg}".strip()
     if left:

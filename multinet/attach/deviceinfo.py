@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any
 
 from multinet.attach.plan import Attachment
 from multinet.cni.errors import CNIError
+from multinet.cni.request import CONTAINER_ID_RE
 from multinet.k8s import devinfo
+
+log = logging.getLogger("multinet.deviceinfo")
 
 
 def prepare(attachment: Attachment, container_id: str) -> None:
@@ -32,7 +36,39 @@ def read(attachment: Attachment) -> dict[str, Any] | None:
 
 
 def forget(attachment: Attachment) -> None:
+    """Remove the attachment's device-info file: only a file named as the spec names
+    it (`<network>-<containerID>_<ifname>`) directly in `<base>/cni`, that directory
+    opened without following a symlink; any other path is left alone, loudly."""
     path = attachment.extra.get("deviceInfoFile")
-    if path:
+    if not path:
+        return
+    base = attachment.extra.get("deviceInfoBase")
+    if not _is_device_info_path(attachment, path, base):
+        log.error("network %r: not removing %r: not a device-info file of this attachment",
+                  attachment.name, path)
+        return
+    try:
+        fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.error("network %r: not removing %s: %s", attachment.name, path, exc.strerror)
+        return
+    try:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(os.path.basename(path), dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _is_device_info_path(attachment: Attachment, path: Any, base: Any) -> bool:
+    if not isinstance(path, str) or not isinstance(base, str) or not os.path.isabs(base):
+        return False
+    if os.path.normpath(base) != base or os.path.dirname(path) != os.path.join(base, "cni"):
+        return False
+    name = os.path.basename(path)
+    prefix = f"{attachment.network.name.replace('/', '-')}-"
+    suffix = f"_{attachment.ifname}"
+    middle = name[len(prefix):-len(suffix)] if len(name) > len(prefix) + len(suffix) else ""
+    return (name.startswith(prefix) and name.endswith(suffix)
+            and CONTAINER_ID_RE.match(middle) is not None)

@@ -9,7 +9,7 @@ from typing import Any
 from multinet.attach.conf import MultinetConf
 from multinet.attach.delete import delete_record
 from multinet.attach.lock import forget_container_lock, gc_lock
-from multinet.attach.record import Record, RecordStore
+from multinet.attach.record import Record, RecordStore, UnreadableRecord
 from multinet.cni import invoke
 from multinet.cni import version as versions
 from multinet.cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, CNIError
@@ -42,14 +42,21 @@ def run_gc(request: Request, conf: MultinetConf,
     valid = {a["containerID"] for a in valid_attachments(request.config)}
     store = RecordStore(conf.cni_dir)
     failures: list[CNIError] = []
+    unknown = False  # a record of a live container could not be read
     removed = []
     with gc_lock(conf.cni_dir):
+        store.remove_stale_temp_files(min_age=0)  # no write runs while GC holds this
         live: list[Record] = []
         for container_id in list(store.container_ids()):
             try:
                 record = store.read(container_id)
-            except CNIError as err:
+            except UnreadableRecord as err:
                 failures.append(err)
+                if container_id in valid:
+                    unknown = True
+                else:  # the runtime has forgotten it: set it aside, free the rest
+                    store.quarantine(container_id, err.reason)
+                    forget_container_lock(conf.cni_dir, container_id)
                 continue
             if record is None:
                 continue
@@ -58,14 +65,15 @@ def run_gc(request: Request, conf: MultinetConf,
                 continue
             try:
                 delete_record(conf, store, record, _stale_netns(record.netns), request.path,
-                              base_env)
+                              base_env, forgotten=True)
                 forget_container_lock(conf.cni_dir, container_id)
                 removed.append(container_id)
             except CNIError as err:
                 failures.append(err)
+                live.append(record)  # what is left of it still holds its addresses
         # Forward only a complete picture: a record we could not read may be a live
         # pod, and GC without it would let IPAM free that pod's addresses.
-        if not failures:
+        if not unknown:
             failures += _forward(conf, live, request.path, base_env)
     if failures:
         raise CNIError(failures[0].code, f"GC: {failures[0].msg}",

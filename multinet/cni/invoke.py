@@ -154,7 +154,11 @@ def delete(
 
     With the sandbox gone, plugins get an empty CNI_NETNS, which the spec makes
     them accept; some then skip their IPAM release, so the IPAM plugin of each
-    plugin is also sent the DEL directly (IPAM DEL is idempotent).
+    plugin is also sent the DEL directly (IPAM DEL is idempotent), even when the
+    plugin's own DEL failed: the lease is what outlives the sandbox. When the
+    plugin's DEL succeeded, it answered for its IPAM (the spec's rule), so that
+    extra DEL failing is only logged: a plugin that ignores its `ipam` section may
+    carry one no IPAM plugin can parse.
     """
     cached = _cached(network, prev_result)
     netns_gone = not ctx.netns or not os.path.exists(ctx.netns)
@@ -162,10 +166,21 @@ def delete(
         ctx = replace(ctx, netns="")
     for plugin in reversed(network.plugins):
         conf = plugin_request(plugin, network, capability_args, cached)
-        _call(ctx, "DEL", conf)
         ipam = plugin.get("ipam")
+        error: CNIError | None = None
+        try:
+            _call(ctx, "DEL", conf)
+        except CNIError as err:
+            error = err
         if netns_gone and isinstance(ipam, Mapping) and ipam.get("type"):
-            _call(ctx, "DEL", {**conf, "type": ipam["type"]})
+            try:
+                _call(ctx, "DEL", {**conf, "type": ipam["type"]})
+            except CNIError as err:
+                if error is None:
+                    log.warning("%s: the plugin's DEL succeeded; the extra IPAM DEL did "
+                                "not: %s", ctx.label or network.name, err.msg)
+        if error is not None:
+            raise error
 
 
 def check(

@@ -22,6 +22,7 @@ from multinet.daemon.dispatch import Dispatcher
 from multinet.daemon.health import Endpoints
 from multinet.daemon.jsonlog import setup as setup_logging
 from multinet.daemon.metrics import Metrics
+from multinet.daemon.reaper import Reaper, TeardownEvents
 from multinet.daemon.server import SocketServer
 from multinet.fileio import atomic_write
 from multinet.shim import OVERLAY_FILE
@@ -63,6 +64,8 @@ class Daemon:
         self.server = SocketServer(config.socket_path, self.dispatcher.answer,
                                    config.max_concurrency)
         self.endpoints: Endpoints | None = None
+        self.reaper = Reaper(config.overlay, self.kube, on_pass=self.metrics.reaper_passes.inc)
+        self.teardown_events: TeardownEvents | None = None
         # A plain flag: the signal handler sets it, and a handler must not take locks.
         self.stop_requested = False
 
@@ -88,6 +91,8 @@ class Daemon:
     def start(self) -> None:
         routes.preload()
         self.metrics.read_delegate_lines()
+        self.metrics.read_teardown_reports()
+        self.teardown_events = TeardownEvents.attach(self.kube)
         sizes = getattr(self.kube, "sizes", None)
         if sizes is not None:
             self.metrics.watch_caches(sizes)
@@ -96,6 +101,7 @@ class Daemon:
         start = getattr(self.kube, "start", None)
         if start is not None:
             start()
+        self.reaper.start()  # after the caches: it asks them whether a pod is gone
         if self.config.metrics_port:
             self.endpoints = Endpoints(self.config.metrics_address, self.config.metrics_port,
                                        self.healthy, self.ready, self.metrics.exposition)
@@ -111,6 +117,7 @@ class Daemon:
         self.server.stop_accepting()
         log.info("stopping: %d request(s) to finish, %.0fs at most",
                  self.server.pending, self.config.shutdown_grace)
+        self.reaper.stop()
         finished = self.server.drain(self.config.shutdown_grace)
         if not finished:
             log.error("stopping with %d request(s) unfinished; their records let DEL "

@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
+from multinet.attach.record import REPORT_LOGGER
 from multinet.daemon.delegatelog import LOGGER, delegate_call
 
 # CNI calls range from a few milliseconds (VERSION, a DEL with nothing to do) to the
@@ -55,8 +56,28 @@ class Metrics:
         self.inflight = Gauge(
             "multinet_inflight_operations", "CNI requests being served now",
             registry=self.registry)
+        self.teardown_given_up = Counter(
+            "multinet_teardown_given_up",
+            "Attachments whose DEL the policy gave up, by whether their ADD had completed",
+            ["completed"], registry=self.registry)
+        self.records_quarantined = Counter(
+            "multinet_records_quarantined", "Unreadable records moved aside to .quarantine",
+            registry=self.registry)
+        self.records_recovered = Counter(
+            "multinet_records_recovered",
+            "Damaged records read back from their previous version", registry=self.registry)
+        self.records_reaped = Counter(
+            "multinet_records_reaped",
+            "Records of forgotten sandboxes the reaper DELeted, by outcome",
+            ["outcome"], registry=self.registry)
+        self.reaper_passes = Counter(
+            "multinet_reaper_passes", "Passes of the reaper over cniDir", registry=self.registry)
+        self.temp_files_removed = Counter(
+            "multinet_stale_temp_files_removed",
+            "Temp files of interrupted record writes removed", registry=self.registry)
         ProcessCollector(registry=self.registry)
         self._timings: DelegateTimings | None = None
+        self._teardown: TeardownCounts | None = None
 
     def request_done(self, verb: str, code: int, seconds: float) -> None:
         self.requests.labels(verb, str(code)).inc()
@@ -79,6 +100,16 @@ class Metrics:
             logger.removeHandler(self._timings)
             self._timings = None
 
+    def read_teardown_reports(self, on: bool = True) -> None:
+        """Start (or stop) counting the engine's teardown reports (give-ups, quarantines)."""
+        logger = logging.getLogger(REPORT_LOGGER)
+        if on and self._teardown is None:
+            self._teardown = TeardownCounts(self)
+            logger.addHandler(self._teardown)
+        elif not on and self._teardown is not None:
+            logger.removeHandler(self._teardown)
+            self._teardown = None
+
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -94,3 +125,27 @@ class DelegateTimings(logging.Handler):
         call = delegate_call(record)
         if call is not None:
             self.metrics.delegate_seconds.labels(call.command, call.plugin).observe(call.seconds)
+
+
+class TeardownCounts(logging.Handler):
+    """Counts the facts the engine's teardown log lines carry."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(logging.WARNING)
+        self.metrics = metrics
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = self.metrics
+        given_up = getattr(record, "del_given_up", None)
+        if isinstance(given_up, dict):
+            m.teardown_given_up.labels(str(bool(given_up.get("completed"))).lower()).inc()
+        if getattr(record, "record_quarantined", None) is not None:
+            m.records_quarantined.inc()
+        if getattr(record, "record_recovered", None) is not None:
+            m.records_recovered.inc()
+        reaped = getattr(record, "record_reaped", None)
+        if isinstance(reaped, dict):
+            m.records_reaped.labels(str(reaped.get("outcome", ""))).inc()
+        removed = getattr(record, "temp_removed", None)
+        if isinstance(removed, dict):
+            m.temp_files_removed.inc(int(removed.get("count", 0)))
