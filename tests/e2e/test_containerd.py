@@ -15,6 +15,8 @@ import glob
 import ipaddress
 import json
 import os
+import re
+import shlex
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +61,15 @@ class Runtime:
     def fail_flag(self) -> str:
         """While this file exists, the chained plugin of the second secondary fails ADD."""
         return os.path.join(self.root, "fail-add")
+
+    def calls(self, pod_id: str) -> list[tuple[str, str]]:
+        """(CNI_COMMAND, CNI_NETNS or "-") of each call containerd made for `pod_id`."""
+        path = os.path.join(self.root, "calls.log")
+        if not os.path.exists(path):
+            return []
+        with open(path) as handle:
+            rows = [line.split() for line in handle]
+        return [(row[0], row[2]) for row in rows if len(row) == 3 and row[1] == pod_id]
 
     def records(self) -> list[str]:
         if not os.path.isdir(self.records_dir):
@@ -107,20 +118,34 @@ def multinet_conf(rt_root: str, daemon: Daemon | None, fail_flag: str) -> dict:
     return {"cniVersion": "1.0.0", "name": "multinet-cluster", "plugins": [plugin]}
 
 
-def install_cni(containerd: Containerd, mode: str) -> None:
-    """The runtime's CNI bin dir: multinet plus the plugins its delegates use."""
+CALL_LOGGER = """\
+#!/bin/sh
+# Notes each call the runtime makes, then runs the real plugin on the same stdin.
+printf '%s %s %s\\n' "$CNI_COMMAND" "$CNI_CONTAINERID" "${{CNI_NETNS:--}}" >> {log}
+exec {real}
+"""
+
+
+def install_cni(containerd: Containerd, mode: str, calls_log: str) -> None:
+    """The runtime's CNI bin dir: multinet (behind a call logger) plus the plugins its
+    delegates use."""
     for plugin in PLUGINS:
         os.symlink(os.path.join("/usr/lib/cni", plugin), os.path.join(containerd.cni_bin, plugin))
     os.symlink(os.path.join(TEST_PLUGINS, "recorder"), os.path.join(containerd.cni_bin,
                                                                     "recorder"))
-    dest = os.path.join(containerd.cni_bin, "multinet")
+    real = os.path.join(containerd.cni_bin, "multinet-real")
     if mode == "daemon":
-        install_shim(dest, sys.executable, REPO)
-        return
-    console_script = os.path.join(os.path.dirname(sys.executable), "multinet")
-    if not os.access(console_script, os.X_OK):
-        raise RuntimeError(f"no console script at {console_script}: pip install -e '.[test]'")
-    os.symlink(console_script, dest)
+        install_shim(real, sys.executable, REPO)
+    else:
+        console_script = os.path.join(os.path.dirname(sys.executable), "multinet")
+        if not os.access(console_script, os.X_OK):
+            raise RuntimeError(f"no console script at {console_script}: "
+                               "pip install -e '.[test]'")
+        os.symlink(console_script, real)
+    logger = os.path.join(containerd.cni_bin, "multinet")
+    with open(logger, "w") as handle:
+        handle.write(CALL_LOGGER.format(log=shlex.quote(calls_log), real=shlex.quote(real)))
+    os.chmod(logger, 0o755)
 
 
 @pytest.fixture(scope="module", params=["in-process", "daemon"])
@@ -133,7 +158,7 @@ def runtime(request, tmp_path_factory) -> Iterator[Runtime]:
         node.veth("mv-a", "mv-a-peer")
         node.veth("mv-b", "mv-b-peer")
         containerd = Containerd(node, root)
-        install_cni(containerd, mode)
+        install_cni(containerd, mode, os.path.join(root, "calls.log"))
         if mode == "daemon":
             daemon = Daemon(node, os.path.join(root, "daemon")).start()
         containerd.write_conf("10-multinet.conflist",
@@ -209,6 +234,8 @@ def test_pod_with_the_cluster_network_and_two_secondaries(rt: Runtime) -> None:
     assert len(rt.leases()) == 6  # two addresses on each of three networks
     remove(rt, pod)
     rt.assert_nothing_left([pod])
+    # StopPodSandbox's DEL, then RemovePodSandbox's with the namespace already gone.
+    assert rt.calls(pod.id) == [("ADD", pod.netns), ("DEL", pod.netns), ("DEL", "-")]
 
 
 def test_twenty_pods_one_after_another(rt: Runtime) -> None:
@@ -256,9 +283,13 @@ def test_a_failing_delegate_fails_the_pod_and_leaves_nothing(rt: Runtime) -> Non
     before = set(glob.glob("/var/run/netns/cni-*"))
     with pytest.raises(grpc.RpcError) as failed:
         rt.containerd.run_pod(pod_name(rt, "fail"))
-    assert FAIL_MSG in failed.value.details()
+    details = failed.value.details()
+    assert FAIL_MSG in details
+    failed_id = re.search(r'sandbox "([0-9a-f]{64})"', details).group(1)
     assert rt.containerd.pod_ids() == []  # containerd removed the failed sandbox itself
     # containerd sent its one DEL after the failed ADD; it will send no other.
+    [(add, netns), (delete, netns_again)] = rt.calls(failed_id)
+    assert (add, delete, netns_again) == ("ADD", "DEL", netns)
     assert set(glob.glob("/var/run/netns/cni-*")) <= before
     rt.assert_nothing_left([])
     # The node is as good as before: the next pod gets its networks.
@@ -277,4 +308,7 @@ def test_stop_and_remove_with_the_daemon_down(rt: Runtime) -> None:
     # Both DELs (StopPodSandbox's and RemovePodSandbox's, with no netns) reach a shim
     # with no daemon behind it: it waits shimWaitSeconds, then runs the engine itself.
     remove(rt, pod)
+    assert rt.daemon.proc.poll() is not None  # nobody brought it back meanwhile
     rt.assert_nothing_left([pod])
+    assert rt.calls(pod.id) == [("ADD", pod.netns), ("DEL", pod.netns), ("DEL", "-")]
+
