@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -186,6 +187,12 @@ def rt(runtime: Runtime) -> Iterator[Runtime]:
     if runtime.containerd.proc is None or runtime.containerd.proc.poll() is not None:
         runtime.containerd.start()
     runtime.containerd.remove_all_pods()
+    # A test that failed may have left some of its pods' networks: scrub them, so the
+    # next test starts clean and a failure stays in the test that caused it.
+    for veth in runtime.node_veths():
+        runtime.node.ip("link", "del", veth, check=False)
+    for directory in (runtime.records_dir, runtime.ipam_dir):
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def pod_name(rt: Runtime, what: str) -> str:
@@ -270,12 +277,14 @@ def test_containerd_restarted_between_run_and_stop(rt: Runtime) -> None:
     pod = rt.containerd.run_pod(pod_name(rt, "restart"))
     before = assert_three_networks(rt, pod)
     rt.containerd.restart()
+    assert rt.calls(pod.id) == [("ADD", pod.netns)]
     # A restart neither tears the pod's networks down nor sets them up again.
     assert global_addresses(pod.netns) == before
     assert rt.records() == [pod.id] and len(rt.leases()) == 6
     assert rt.containerd.status(pod.id).status.network.ip == before["eth0"][0].split("/")[0]
     remove(rt, pod)
     rt.assert_nothing_left([pod])
+    assert rt.calls(pod.id) == [("ADD", pod.netns), ("DEL", pod.netns), ("DEL", "-")]
 
 
 def test_a_failing_delegate_fails_the_pod_and_leaves_nothing(rt: Runtime) -> None:
