@@ -67,6 +67,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "{runc_root}"
 """
 
 
@@ -109,7 +111,8 @@ class Containerd:
         with open(self.config_path, "w") as handle:
             handle.write(CONFIG.format(
                 root=os.path.join(root, "root"), state=os.path.join(root, "state"),
-                socket=self.socket, opt=os.path.join(root, "opt"), image=sandbox.IMAGE_NAME,
+                socket=self.socket, opt=os.path.join(root, "opt"),
+                runc_root=os.path.join(root, "runc"), image=sandbox.IMAGE_NAME,
                 cni_bin=self.cni_bin, cni_conf=self.cni_conf))
 
     # -- the process ---------------------------------------------------------------------
