@@ -278,10 +278,15 @@ def processes(match: Callable[[list[str]], bool]) -> list[int]:
     return pids
 
 
-def unmount_under(path: str) -> None:
-    """Lazily unmount whatever a killed runtime left mounted below `path`."""
+def mounts_under(path: str) -> list[str]:
+    """Mount points below `path` in this mount namespace, deepest first."""
     prefix = os.path.realpath(path).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as handle:
         points = [line.split()[4] for line in handle]
-    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def unmount_under(path: str) -> None:
+    """Lazily unmount whatever a killed runtime left mounted below `path`."""
+    for point in mounts_under(path):
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
