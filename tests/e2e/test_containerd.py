@@ -77,6 +77,15 @@ class Runtime:
             rows = [line.split() for line in handle]
         return [(row[0], row[2]) for row in rows if len(row) == 3 and row[1] == pod_id]
 
+    def delegate_calls(self, pod_id: str) -> list[dict]:
+        """What the chained test plugin of the second secondary saw, call by call."""
+        path = os.path.join(self.root, "recorder.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as handle:
+            calls = [json.loads(line) for line in handle]
+        return [c for c in calls if c["env"].get("CNI_CONTAINERID") == pod_id]
+
     def records(self) -> list[str]:
         if not os.path.isdir(self.records_dir):
             return []
@@ -105,7 +114,8 @@ def multinet_conf(rt_root: str, daemon: Daemon | None, fail_flag: str) -> dict:
     """The conflist containerd loads: multinet with three inline delegates."""
     ipam = os.path.join(rt_root, "ipam")
     second = configs.macvlan_net("secondary-b", "mv-b", ipam, subnets=SECONDARY_B)
-    failing = {"type": "recorder", "failOn": ["ADD"], "failIfExists": fail_flag,
+    failing = {"type": "recorder", "recordFile": os.path.join(rt_root, "recorder.jsonl"),
+               "failOn": ["ADD"], "failIfExists": fail_flag,
                "failCode": 100, "failMsg": FAIL_MSG}
     delegates = [
         configs.bridge_net("cluster", ipam, bridge="mncd0", subnets=CLUSTER),
@@ -253,10 +263,21 @@ def test_pod_with_the_cluster_network_and_two_secondaries(rt: Runtime) -> None:
     assert_three_networks(rt, pod)
     assert len(rt.node_veths()) == 1  # the cluster network's host end, on the bridge
     assert len(rt.leases()) == LEASES_PER_POD
+    # The delegate got the pod's identity from containerd's CNI_ARGS (in whatever order
+    # containerd wrote the keys), its own interface, and the pod's namespace.
+    [add] = rt.delegate_calls(pod.id)
+    args = dict(pair.split("=", 1) for pair in add["env"]["CNI_ARGS"].split(";"))
+    assert {k: args.get(k) for k in ("K8S_POD_NAME", "K8S_POD_NAMESPACE", "K8S_POD_UID",
+                                     "K8S_POD_INFRA_CONTAINER_ID")} == {
+        "K8S_POD_NAME": pod.name, "K8S_POD_NAMESPACE": pod.namespace, "K8S_POD_UID": pod.uid,
+        "K8S_POD_INFRA_CONTAINER_ID": pod.id}
+    assert (add["command"], add["env"]["CNI_IFNAME"], add["env"]["CNI_NETNS"]) == \
+        ("ADD", "net2", pod.netns)
     remove(rt, pod)
     rt.assert_nothing_left([pod])
     # StopPodSandbox's DEL, then RemovePodSandbox's with the namespace already gone.
     assert rt.calls(pod.id) == [("ADD", pod.netns), ("DEL", pod.netns), ("DEL", "-")]
+    assert [c["command"] for c in rt.delegate_calls(pod.id)] == ["ADD", "DEL"]
 
 
 def test_twenty_pods_one_after_another(rt: Runtime) -> None:
@@ -318,6 +339,18 @@ def test_a_failing_delegate_fails_the_pod_and_leaves_nothing(rt: Runtime) -> Non
     os.unlink(rt.fail_flag)
     pod = rt.containerd.run_pod(pod_name(rt, "after-fail"))
     assert_three_networks(rt, pod)
+    remove(rt, pod)
+    rt.assert_nothing_left([pod])
+
+
+@pytest.mark.parametrize("runtime", ["daemon"], indirect=True)
+def test_daemon_restarted_between_run_and_stop(rt: Runtime) -> None:
+    """A new daemon undoes the pod from the record the old one wrote."""
+    pod = rt.containerd.run_pod(pod_name(rt, "daemon-restart"))
+    before = assert_three_networks(rt, pod)
+    assert rt.daemon.stop() == 0
+    rt.daemon.start()
+    assert global_addresses(pod.netns) == before
     remove(rt, pod)
     rt.assert_nothing_left([pod])
 
