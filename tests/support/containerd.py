@@ -108,6 +108,7 @@ class Containerd:
         self.proc: subprocess.Popen | None = None
         self.channel: grpc.Channel | None = None
         self.messages, self.services = stubs()
+        self.runtime: Any = None  # the RuntimeService stub, once started
         with open(self.config_path, "w") as handle:
             handle.write(CONFIG.format(
                 root=os.path.join(root, "root"), state=os.path.join(root, "state"),
