@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what multinet needs on a Debian machine (as root): the reference CNI
-# plugins, iproute2, a C compiler for the native shim, and a virtualenv at .venv
-# with multinet and its test tools.
+# plugins, iproute2, a C compiler for the native shim, containerd (the real
+# runtime of the end-to-end tests; its package brings runc), and a virtualenv at
+# .venv with multinet and its test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,10 @@ need_apt=()
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+# The tests' sandbox image is a static program: glibc's libc.a.
+dpkg -s libc6-dev >/dev/null 2>&1 || need_apt+=(libc6-dev)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
+{ command -v containerd && command -v ctr && command -v runc; } >/dev/null || need_apt+=(containerd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
