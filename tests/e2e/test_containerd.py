@@ -367,3 +367,21 @@ def test_stop_and_remove_with_the_daemon_down(rt: Runtime) -> None:
     rt.assert_nothing_left([pod])
     assert rt.calls(pod.id) == [("ADD", pod.netns), ("DEL", pod.netns), ("DEL", "-")]
 
+
+
+def test_a_secondary_whose_master_is_missing_fails_the_pod_and_leaves_nothing(
+        rt: Runtime) -> None:
+    """Debian's macvlan fails ADD and also DEL when its master is missing; containerd
+    sends one DEL after the failed ADD and never another, so nothing may stay behind
+    for a DEL that will not come: no record, no lease, no veth."""
+    rt.node.ip("link", "del", "mv-b")
+    try:
+        with pytest.raises(grpc.RpcError) as failed:
+            rt.containerd.run_pod(pod_name(rt, "no-master"))
+        details = failed.value.details()
+        assert "network 'secondary-b' (net2)" in details and "Link not found" in details
+        failed_id = re.search(r'sandbox "([0-9a-f]{64})"', details).group(1)
+        assert [call for call, _ in rt.calls(failed_id)] == ["ADD", "DEL"]
+        rt.assert_nothing_left([])
+    finally:
+        rt.node.veth("mv-b", "mv-b-peer")
