@@ -11,12 +11,6 @@ import pytest
 from multinet.testing import configs
 
 
-def locks(cnode) -> list[str]:
-    directory = os.path.join(cnode.cni_dir, ".locks")
-    return sorted(n for n in os.listdir(directory) if n != ".gc.lock") \
-        if os.path.isdir(directory) else []
-
-
 def log_text(cnode) -> str:
     with open(cnode.log_file) as handle:
         return handle.read()
@@ -24,7 +18,7 @@ def log_text(cnode) -> str:
 
 def assert_nothing_left(cnode, pod) -> None:
     cnode.assert_clean(pod)
-    assert locks(cnode) == [], "the lock file went with the record"
+    assert cnode.lock_files() == [], "the lock file went with the record"
 
 
 def stored(cnode, container_id: str) -> dict:
@@ -84,7 +78,7 @@ def test_del_killed_mid_add_keeps_the_record_until_a_second_del(cnode, pod, work
     assert first.returncode != 0 and first.json["code"] == 11
     assert "'stuck' (net1, failed 1x)" in first.json["msg"]
     assert [a["delFailures"] for a in stored(cnode, "ckilled")["attachments"]] == [1]
-    assert locks(cnode) == ["ckilled.lock"]
+    assert cnode.lock_files() == ["ckilled.lock"]
     assert cnode.cni("DEL", conf, "ckilled", pod.path).returncode == 0
     assert_nothing_left(cnode, pod)
 
@@ -122,7 +116,7 @@ def test_ipam_section_on_a_plugin_that_ignores_it_with_the_netns_gone(cnode, mak
     delete = cnode.cni("DEL", conf, "cignored", netns)
     assert delete.returncode == 0, delete.stdout
     assert cnode.leased_ips() == [], "the cluster network's lease was still released"
-    assert cnode.host_veths() == [] and cnode.records() == [] and locks(cnode) == []
+    assert cnode.host_veths() == [] and cnode.records() == [] and cnode.lock_files() == []
 
 
 def test_macvlan_del_failure_with_the_netns_gone_still_releases_its_lease(cnode, make_pod):
@@ -187,7 +181,7 @@ def test_damaged_record_without_a_previous_version_is_quarantined_and_said(cnode
     assert kept.startswith("cnoprev.")
     with open(os.path.join(quarantine, kept)) as handle:
         assert handle.read().startswith('{"kind"'), "kept for a person to see"
-    assert cnode.records() == [] and locks(cnode) == []
+    assert cnode.records() == [] and cnode.lock_files() == []
     assert cnode.cni("DEL", conf, "cnoprev", pod.path).returncode == 0
 
 
@@ -232,7 +226,7 @@ def test_gc_with_a_host_local_data_dir_inside_cni_dir(cnode, pod):
               for n in os.listdir(os.path.join(cnode.cni_dir, d))
               if not n.startswith(("lock", "last_reserved_ip"))]
     assert leases == [], "every address was released"
-    assert locks(cnode) == []
+    assert cnode.lock_files() == []
 
 
 def test_del_with_a_nan_timeout_in_the_config_still_deletes(cnode, pod):

@@ -25,10 +25,6 @@ def sample(daemon, name: str, **labels: str) -> float:
     return metric(daemon.http("/metrics")[1], name, **labels) or 0
 
 
-def locks(cnode) -> list[str]:
-    directory = os.path.join(cnode.cni_dir, ".locks")
-    return sorted(n for n in os.listdir(directory) if n != ".gc.lock")
-
 
 @pytest.fixture
 def reaping(cnode, api, workdir):
@@ -83,7 +79,7 @@ def test_a_sandbox_gone_with_its_pod_is_reaped(reaping, cnode, api, make_pod):
 
     api.delete("Pod", "ns1", "p1")
     wait_for(lambda: cnode.records() == [], what="the record reaped")
-    assert cnode.leased_ips() == [] and cnode.host_veths() == [] and locks(cnode) == []
+    assert cnode.leased_ips() == [] and cnode.host_veths() == [] and cnode.lock_files() == []
     assert sample(reaping, "multinet_records_reaped_total", outcome="deleted") == 1
     lines = [line for line in reaping.log_lines() if "reaped container creap" in line["msg"]]
     assert lines and lines[0]["level"] == "warning"
@@ -111,7 +107,7 @@ def test_a_failing_del_is_retried_with_backoff_then_given_up_loudly(reaping, cno
         f"the waits double: {gaps}"
     assert sample(reaping, "multinet_teardown_given_up_total", completed="true") == 1
     assert sample(reaping, "multinet_records_reaped_total", outcome="failed") == 4
-    assert locks(cnode) == []
+    assert cnode.lock_files() == []
     given_up = [line for line in reaping.log_lines() if "DEL gave up" in line["msg"]]
     assert len(given_up) == 1 and given_up[0]["level"] == "error"
     assert "cannot let go" in given_up[0]["msg"] and "may still hold" in given_up[0]["msg"]
@@ -138,7 +134,7 @@ def test_an_add_that_never_completed_is_reaped_though_its_pod_lives(reaping, cno
     assert reaping.shim("DEL", conf, "chalf", pod.path, args=args).returncode != 0
     pod.delete()
     wait_for(lambda: cnode.records() == [], what="the record given up")
-    assert cnode.leased_ips() == [] and locks(cnode) == []
+    assert cnode.leased_ips() == [] and cnode.lock_files() == []
     assert sample(reaping, "multinet_teardown_given_up_total", completed="false") == 1
     wait_for(lambda: [e for e in api.events("ns1") if e["reason"] == "NetworkTeardownAbandoned"],
              what="the Warning event on the living pod")

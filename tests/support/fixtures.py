@@ -70,6 +70,14 @@ class Node:
         assert self.leased_ips() == []
         assert self.records() == []
 
+    def lock_files(self) -> list[str]:
+        """Container lock files left (DEL markers stay by design: attach/delmark.py)."""
+        directory = os.path.join(self.cni_dir, ".locks")
+        if not os.path.isdir(directory):
+            return []
+        return sorted(n for n in os.listdir(directory)
+                      if n.endswith(".lock") and n != ".gc.lock")
+
     def records(self) -> list[str]:
         if not os.path.isdir(self.cni_dir):
             return []
