@@ -106,20 +106,44 @@ def encode_request(env: Mapping[str, str], stdin: bytes) -> dict[str, Any]:
     return message
 
 
-def decode_request(message: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
-    """(env, stdin) from a request frame; ProtocolError if it is malformed."""
-    if message.get("version") != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {message.get('version')!r}")
+def _utf8(value: str, field: str) -> bytes:
+    try:
+        return value.encode()
+    except UnicodeEncodeError:  # a lone surrogate, from a \ud800 escape
+        raise ProtocolError(f"{field} is not valid Unicode text") from None
+
+
+def decode_request(message: Any) -> tuple[dict[str, str], bytes]:
+    """(env, stdin) from a request frame; ProtocolError naming the field if malformed.
+
+    Only CNI_* variables may travel: the delegates inherit the daemon's own
+    environment, never a caller's PATH or LD_PRELOAD.
+    """
+    if not isinstance(message, dict):
+        raise ProtocolError("frame is not a JSON object")
+    version = message.get("version")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # 1.0 and true are not 1
+        raise ProtocolError(f"unsupported protocol version {version!r}")
     env = message.get("env")
     if not isinstance(env, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise ProtocolError("env must be an object of strings")
-    if isinstance(message.get("stdin"), str):
-        return env, message["stdin"].encode()
+    for key, value in env.items():
+        if not key.startswith("CNI_"):
+            raise ProtocolError(f"env key {key!r} is not a CNI_ variable")
+        name = _utf8(key, f"env key {key!r}")
+        if b"=" in name or b"\0" in name or b"\0" in _utf8(value, f"env {key}"):
+            raise ProtocolError(f"env {key!r} holds '=' or NUL")
+    if "stdin" in message and "stdinBase64" in message:
+        raise ProtocolError("stdin and stdinBase64 are exclusive: send one")
+    if "stdin" in message:
+        if not isinstance(message["stdin"], str):
+            raise ProtocolError("stdin must be a string")
+        return env, _utf8(message["stdin"], "stdin")
     if isinstance(message.get("stdinBase64"), str):
         try:
             return env, binascii.a2b_base64(message["stdinBase64"].encode(), strict_mode=True)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, UnicodeEncodeError):
             raise ProtocolError("stdinBase64 is not base64") from None
     raise ProtocolError("stdin or stdinBase64 is required")
 

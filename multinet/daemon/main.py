@@ -22,7 +22,7 @@ from multinet.daemon.dispatch import Dispatcher
 from multinet.daemon.health import Endpoints
 from multinet.daemon.jsonlog import setup as setup_logging
 from multinet.daemon.metrics import Metrics
-from multinet.daemon.server import SocketServer
+from multinet.daemon.server import SocketServer, raise_fd_limit
 from multinet.fileio import atomic_write
 from multinet.shim import OVERLAY_FILE
 
@@ -91,6 +91,7 @@ class Daemon:
         sizes = getattr(self.kube, "sizes", None)
         if sizes is not None:
             self.metrics.watch_caches(sizes)
+        raise_fd_limit()  # idle connections must not starve the ones that matter
         self.server.start()  # first: the socket path is what two daemons would fight over
         write_overlay(self.config)
         start = getattr(self.kube, "start", None)
@@ -100,8 +101,9 @@ class Daemon:
             self.endpoints = Endpoints(self.config.metrics_address, self.config.metrics_port,
                                        self.healthy, self.ready, self.metrics.exposition)
             self.endpoints.start()
-        log.info("serving on %s (at most %d at once), node %r, endpoints on %s:%s",
-                 self.config.socket_path, self.config.max_concurrency,
+        log.info("serving on %s (at most %d at once, %d connections), node %r, "
+                 "endpoints on %s:%s", self.config.socket_path, self.config.max_concurrency,
+                 self.server.max_connections,
                  self.config.node_name or "-", self.config.metrics_address,
                  self.endpoints.port if self.endpoints else "-")
 

@@ -83,7 +83,23 @@ def test_malformed_frames_are_protocol_errors(raw, problem):
     ({"version": 1, "env": {"A": 1}, "stdin": ""}, "env"),
     ({"version": 1, "env": {}}, "stdin"),
     ({"version": 1, "env": {}, "stdinBase64": "!!"}, "base64"),
-])
+    ({"version": 1.0, "env": {}, "stdin": ""}, "protocol version 1.0"),
+    ({"version": True, "env": {}, "stdin": ""}, "protocol version True"),
+    ({"version": "1", "env": {}, "stdin": ""}, "protocol version '1'"),
+    ({"version": 1, "env": {}, "stdin": "", "stdinBase64": ""}, "stdinBase64 are exclusive"),
+    ({"version": 1, "env": {}, "stdin": 5}, "stdin must be a string"),
+    ({"version": 1, "env": {}, "stdin": "\ud800"}, "stdin is not valid Unicode"),
+    ({"version": 1, "env": {"CNI_ARGS": "\udc80"}, "stdin": ""}, "CNI_ARGS is not valid"),
+    ({"version": 1, "env": {"CNI_\ud800": ""}, "stdin": ""}, "not valid Unicode"),
+    ({"version": 1, "env": {"CNI_ARGS": "a\0b"}, "stdin": ""}, "NUL"),
+    ({"version": 1, "env": {"CNI_A=B": ""}, "stdin": ""}, "'='"),
+    ({"version": 1, "env": {"LD_PRELOAD": "/x.so"}, "stdin": ""}, "'LD_PRELOAD' is not a CNI_"),
+    ({"version": 1, "env": {"PATH": "/tmp"}, "stdin": ""}, "'PATH' is not a CNI_"),
+    ([1], "not a JSON object"),
+    ("text", "not a JSON object"),
+], ids=["version-2", "env-int", "no-stdin", "bad-base64", "version-1.0", "version-true",
+        "version-str", "both-stdins", "stdin-int", "surrogate-stdin", "surrogate-env-value",
+        "surrogate-env-key", "nul", "equals", "ld-preload", "path", "list", "str"])
 def test_malformed_requests_are_protocol_errors(message, problem):
     with pytest.raises(shim.ProtocolError, match=problem):
         shim.decode_request(message)
