@@ -141,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"multinet-daemon: {err}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level, config.log_file, config.log_to_stderr)
+    try:
+        setup_logging(config.log_level, config.log_file, config.log_to_stderr)
+    except OSError as err:
+        print(f"multinet-daemon: cannot open logFile {config.log_file}: "
+              f"{err.strerror or err}", file=sys.stderr)
+        return 2
     if config.ignored:
         log.warning("ignoring Multus daemon keys: %s", ", ".join(config.ignored))
     if args.install_shim:

@@ -489,3 +489,57 @@ def test_the_daemon_raises_its_open_file_limit(tmp_path):
     soft, bound = map(int, done.stdout.split())
     assert soft == hard
     assert bound == min(4096, hard - 64 - 16 * 16)
+
+
+@pytest.fixture
+def restore_logging():
+    root, ours = logging.getLogger(), logging.getLogger("multinet")
+    saved = (root.handlers[:], root.level, ours.handlers[:], ours.level, ours.propagate)
+    yield
+    for handler in root.handlers + ours.handlers:
+        if handler not in saved[0] + saved[2]:
+            handler.close()
+    root.handlers[:], root.level = saved[0], saved[1]
+    ours.handlers[:], ours.level, ours.propagate = saved[2], saved[3], saved[4]
+
+
+def test_the_daemon_log_is_root_only(tmp_path, restore_logging):
+    from multinet.daemon.jsonlog import setup
+
+    log_file = tmp_path / "daemon.log"
+    setup("info", str(log_file), to_stderr=False)
+    logging.getLogger("multinet.daemon").info("hello")
+    assert stat.S_IMODE(os.stat(log_file).st_mode) == 0o600
+    assert json.loads(log_file.read_text())["msg"] == "hello"
+    log_file.chmod(0o644)  # left by an older version
+    setup("info", str(log_file), to_stderr=False)
+    assert stat.S_IMODE(os.stat(log_file).st_mode) == 0o600
+
+
+def test_a_log_file_that_is_a_symlink_is_refused(tmp_path, restore_logging, capsys):
+    from multinet.cli.logs import configure
+    from multinet.daemon.main import main
+
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    link = tmp_path / "daemon.log"
+    link.symlink_to(target)
+    config = tmp_path / "daemon.json"
+    config.write_text(json.dumps({"socketPath": str(tmp_path / "run" / "d.sock"),
+                                  "logFile": str(link), "metricsPort": 0}))
+    assert main(["--config", str(config)]) == 2
+    assert f"cannot open logFile {link}" in capsys.readouterr().err
+    configure({"logFile": str(link), "logLevel": "debug"})
+    logging.getLogger("multinet.plugin").error("not through the link")
+    assert target.read_text() == "", "nothing was written through the symlink"
+    assert not (tmp_path / "run").exists(), "the daemon stopped before serving"
+
+
+def test_the_plugin_log_is_root_only(tmp_path, restore_logging):
+    from multinet.cli.logs import configure
+
+    log_file = tmp_path / "multinet.log"
+    configure({"logFile": str(log_file), "logLevel": "debug"})
+    logging.getLogger("multinet.plugin").error("hello")
+    assert stat.S_IMODE(os.stat(log_file).st_mode) == 0o600
+    assert "hello" in log_file.read_text()
