@@ -225,7 +225,8 @@ class SocketServer:
 
     @property
     def accepting(self) -> bool:
-        return self._accepting.is_set()
+        return (self._accepting.is_set() and self._thread is not None
+                and self._thread.is_alive())
 
     @property
     def pending(self) -> int:
@@ -285,7 +286,13 @@ class SocketServer:
                 elif self._listener is not None and fd == self._listener.fileno():
                     self._accept_some()
                 elif fd in self._conns:
-                    self._on_event(self._conns[fd], mask)
+                    conn = self._conns[fd]
+                    try:
+                        self._on_event(conn, mask)
+                    except Exception:  # one connection's trouble must not stop the loop
+                        log.exception("serving a connection failed")
+                        conn.cancelled.set()
+                        self._close(conn, "internal error")
             if self._close_listener:
                 self._shut_listener()
             while self._answers:
