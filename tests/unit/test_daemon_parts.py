@@ -543,3 +543,23 @@ def test_the_plugin_log_is_root_only(tmp_path, restore_logging):
     logging.getLogger("multinet.plugin").error("hello")
     assert stat.S_IMODE(os.stat(log_file).st_mode) == 0o600
     assert "hello" in log_file.read_text()
+
+
+def test_a_caller_that_never_reads_its_answer_is_cut_off(tmp_path):
+    def handler(message, cancelled):
+        size = 8 << 20 if message["env"]["CNI_CONTAINERID"] == "big" else 0
+        return {"code": 0, "stdout": "x" * size}  # far more than a socket buffer holds
+
+    with serving(tmp_path, handler, max_concurrency=1, write_deadline=0.5) as server:
+        deaf = connect(server.path)
+        send_frame(deaf, encode_request({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "big"},
+                                        b"{}"))
+        thread, answer = in_thread(call, server.path, "small")
+        thread.join(10)
+        assert answer == [(0, "")], "the one worker was not held by a caller that reads nothing"
+        deadline = time.monotonic() + 10
+        while server.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.pending == 0, "the deaf caller was cut off at the write deadline"
+        assert closed_by_peer(deaf)
+        deaf.close()
