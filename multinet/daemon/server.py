@@ -271,6 +271,8 @@ class SocketServer:
                      for conns in (self._reading, self._writing) if conns]
         if self._paused_until:
             deadlines.append(self._paused_until)
+        if self._drops.counts:
+            deadlines.append(self._drops.last + DROP_LOG_SECONDS)
         return max(0.0, min(deadlines) - now) if deadlines else -1
 
     def _loop(self) -> None:

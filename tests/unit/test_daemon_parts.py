@@ -354,6 +354,7 @@ def frame(body: bytes) -> bytes:
     (frame(b"[]"), 6, "not a JSON object"),
     (frame(b"{x}"), 6, "not JSON"),
     (frame(b'"text"'), 6, "not a JSON object"),
+    (frame(b'{"version":1,"env":{},"stdin":"\xed\xa0\x80"}'), 6, "stdin is not valid"),
     (frame(b'{"version":1,"env":{},"stdin":"\\ud800"}'), 6, "stdin"),
     (frame(b'{"version":1,"env":{"CNI_COMMAND":"\\udc80"},"stdin":""}'), 6, "CNI_COMMAND"),
     (frame(b'{"version":1.0,"env":{},"stdin":""}'), 6, "version"),
@@ -361,8 +362,8 @@ def frame(body: bytes) -> bytes:
     (frame(b'{"version":1,"env":{},"stdin":"","stdinBase64":""}'), 6, "stdinBase64"),
     (frame(b'{"version":1,"env":{"LD_PRELOAD":"/x.so"},"stdin":""}'), 6, "LD_PRELOAD"),
     (struct.pack(">I", (16 << 20) + 1), 6, "exceeds"),
-], ids=["array", "garbage", "string", "surrogate-stdin", "surrogate-env", "version-1.0",
-        "version-true", "both-stdins", "ld-preload", "oversized"])
+], ids=["array", "garbage", "string", "surrogate-bytes", "surrogate-stdin", "surrogate-env",
+        "version-1.0", "version-true", "both-stdins", "ld-preload", "oversized"])
 def test_bad_frames_get_a_cni_error_answer(tmp_path, raw, code, words):
     dispatcher = Dispatcher({}, Metrics(), environ={})
     with serving(tmp_path, dispatcher.answer, max_concurrency=1) as server:
