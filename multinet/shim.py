@@ -250,8 +250,8 @@ def _with_overlay(stdin: bytes, path: str, container_id: str | None) -> bytes | 
         if config is None or not container_id:
             return None
         cni_dir = config.get("cniDir") or DEFAULT_CNI_DIR
-        found = isinstance(cni_dir, str) and os.path.isfile(os.path.join(cni_dir, container_id))
-        return stdin if found else None
+        here = isinstance(cni_dir, str) and os.path.isfile(os.path.join(cni_dir, container_id))
+        return stdin if here else None
     if overlay is None or config is None:
         return None
     if not overlay:
@@ -286,7 +286,8 @@ def _version(config: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def _valid_id(container_id: str) -> bool:
-    """Kept equal to multinet.cni.request's container id rule: never a path."""
+    """A container id as the engine's rule allows (multinet.cni.request), so never a
+    path: only such an id is looked up in cniDir."""
     return (0 < len(container_id) <= MAX_ID_LENGTH and container_id.isascii()
             and container_id[0].isalnum()
             and all(c.isalnum() or c in "_.-" for c in container_id))
