@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET = "/run/multinet/multinet.sock"
 DEFAULT_CNI_DIR = "/var/lib/cni/multinet"  # kept equal to multinet.attach.conf
+LOCK_DIR = ".locks"  # kept equal to multinet.attach.lock
+MAX_ID_LENGTH = 255  # a record's file name
 OVERLAY_FILE = "overlay.json"  # the daemon's config overlay, next to its socket
 MAX_FRAME = 16 << 20
 HEADER_SIZE = 4
@@ -43,6 +45,7 @@ STATUS_UNAVAILABLE = 50
 INTERNAL = 101
 
 DEFAULT_WAIT_SECONDS = 10.0
+MAX_WAIT_SECONDS = 600.0  # shimWaitSeconds above this (or Infinity) is this
 POLL_SECONDS = 0.1
 # Set to 1 to forbid running the engine in this process (tests; nodes without it).
 NO_INPROCESS_ENV = "MULTINET_NO_INPROCESS"
@@ -106,20 +109,44 @@ def encode_request(env: Mapping[str, str], stdin: bytes) -> dict[str, Any]:
     return message
 
 
-def decode_request(message: Mapping[str, Any]) -> tuple[dict[str, str], bytes]:
-    """(env, stdin) from a request frame; ProtocolError if it is malformed."""
-    if message.get("version") != PROTOCOL_VERSION:
-        raise ProtocolError(f"unsupported protocol version {message.get('version')!r}")
+def _utf8(value: str, field: str) -> bytes:
+    try:
+        return value.encode()
+    except UnicodeEncodeError:  # a lone surrogate, from a \ud800 escape
+        raise ProtocolError(f"{field} is not valid Unicode text") from None
+
+
+def decode_request(message: Any) -> tuple[dict[str, str], bytes]:
+    """(env, stdin) from a request frame; ProtocolError naming the field if malformed.
+
+    Only CNI_* variables may travel: the delegates inherit the daemon's own
+    environment, never a caller's PATH or LD_PRELOAD.
+    """
+    if not isinstance(message, dict):
+        raise ProtocolError("frame is not a JSON object")
+    version = message.get("version")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # 1.0 and true are not 1
+        raise ProtocolError(f"unsupported protocol version {version!r}")
     env = message.get("env")
     if not isinstance(env, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise ProtocolError("env must be an object of strings")
-    if isinstance(message.get("stdin"), str):
-        return env, message["stdin"].encode()
+    for key, value in env.items():
+        if not key.startswith("CNI_"):
+            raise ProtocolError(f"env key {key!r} is not a CNI_ variable")
+        name = _utf8(key, f"env key {key!r}")
+        if b"=" in name or b"\0" in name or b"\0" in _utf8(value, f"env {key}"):
+            raise ProtocolError(f"env {key!r} holds '=' or NUL")
+    if "stdin" in message and "stdinBase64" in message:
+        raise ProtocolError("stdin and stdinBase64 are exclusive: send one")
+    if "stdin" in message:
+        if not isinstance(message["stdin"], str):
+            raise ProtocolError("stdin must be a string")
+        return env, _utf8(message["stdin"], "stdin")
     if isinstance(message.get("stdinBase64"), str):
         try:
             return env, binascii.a2b_base64(message["stdinBase64"].encode(), strict_mode=True)
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, UnicodeEncodeError):
             raise ProtocolError("stdinBase64 is not base64") from None
     raise ProtocolError("stdin or stdinBase64 is required")
 
@@ -182,25 +209,39 @@ def socket_path(env: Mapping[str, str], config: Mapping[str, Any]) -> str:
 
 
 def _wait_seconds(config: Mapping[str, Any]) -> float:
+    """shimWaitSeconds: the default unless a number >= 0; at most MAX_WAIT_SECONDS."""
     value = config.get("shimWaitSeconds", DEFAULT_WAIT_SECONDS)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return DEFAULT_WAIT_SECONDS
-    return float(value)
+    if isinstance(value, int):  # an int too large for a float is simply large
+        value = min(value, int(MAX_WAIT_SECONDS))
+    if not value >= 0:  # negative, or NaN (which compares false with everything)
+        return DEFAULT_WAIT_SECONDS
+    return min(float(value), MAX_WAIT_SECONDS)
 
 
 # -- the engine in this process, for when the daemon is away ------------------------------
+
+def _overlay(path: str) -> tuple[bool, dict[str, Any] | None]:
+    """(found, overlay): the daemon's overlay next to its socket; None if unreadable."""
+    try:
+        with open(os.path.join(os.path.dirname(path), OVERLAY_FILE), "rb") as handle:
+            overlay = json.loads(handle.read())
+    except FileNotFoundError:
+        return False, None
+    except (OSError, ValueError, RecursionError):
+        return True, None
+    return True, overlay if isinstance(overlay, dict) else None
+
 
 def _with_overlay(stdin: bytes, path: str, container_id: str | None) -> bytes | None:
     """stdin with the daemon's overlay applied, as the daemon would; None if unsafe.
 
     `container_id` is given for DEL, which must find the record its ADD left.
     """
-    overlay_path = os.path.join(os.path.dirname(path), OVERLAY_FILE)
     config = _config(stdin)
-    try:
-        with open(overlay_path, "rb") as handle:
-            overlay = json.loads(handle.read())
-    except FileNotFoundError:
+    found, overlay = _overlay(path)
+    if not found:
         # No overlay (the daemon never ran, or /run was wiped by a reboot). An ADD
         # run here is real either way; a DEL goes ahead only where the record is, or
         # it would find none and "succeed" with nothing undone.
@@ -209,11 +250,9 @@ def _with_overlay(stdin: bytes, path: str, container_id: str | None) -> bytes | 
         if config is None or not container_id:
             return None
         cni_dir = config.get("cniDir") or DEFAULT_CNI_DIR
-        found = isinstance(cni_dir, str) and os.path.isfile(os.path.join(cni_dir, container_id))
-        return stdin if found else None
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(overlay, dict) or config is None:
+        here = isinstance(cni_dir, str) and os.path.isfile(os.path.join(cni_dir, container_id))
+        return stdin if here else None
+    if overlay is None or config is None:
         return None
     if not overlay:
         return stdin
@@ -246,15 +285,76 @@ def _version(config: Mapping[str, Any]) -> tuple[int, str]:
     return 0, json.dumps({"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)})
 
 
+def _valid_id(container_id: str) -> bool:
+    """A container id as the engine's rule allows (multinet.cni.request), so never a
+    path: only such an id is looked up in cniDir."""
+    return (0 < len(container_id) <= MAX_ID_LENGTH and container_id.isascii()
+            and container_id[0].isalnum()
+            and all(c.isalnum() or c in "_.-" for c in container_id))
+
+
+def _record_files(cni_dir: str, container_id: str) -> bool | None:
+    """Whether cniDir holds any file of this container (its record, a copy of it);
+    None when that cannot be told."""
+    try:
+        names = os.listdir(cni_dir)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    return any(container_id in name for name in names if name != LOCK_DIR)
+
+
+def _nothing_to_delete(env: Mapping[str, str], config: Mapping[str, Any], path: str) -> bool:
+    """True when a DEL has nothing to undo: the container has no record and no
+    operation on it holds its lock. Only told where the daemon's overlay exists
+    (so cniDir is the one the daemon uses); otherwise the answer is False."""
+    container_id = env.get("CNI_CONTAINERID", "")
+    if not _valid_id(container_id):
+        return False
+    _, overlay = _overlay(path)
+    if overlay is None:  # missing or unreadable: where the records are is not known
+        return False
+    cni_dir = overlay.get("cniDir", config.get("cniDir")) or DEFAULT_CNI_DIR
+    if not isinstance(cni_dir, str) or not os.path.isabs(cni_dir):
+        return False
+    import fcntl  # only here: every other run of the shim goes without it
+
+    lock = os.path.join(cni_dir, LOCK_DIR, f"{container_id}.lock")
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = -1
+    except OSError:
+        return False
+    try:
+        if fd >= 0:
+            try:
+                # Held while the check runs, so an ADD cannot write a record meanwhile.
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return False  # an ADD or DEL of this container is under way
+        return _record_files(cni_dir, container_id) is False
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def _delete(env: Mapping[str, str], stdin: bytes, config: Mapping[str, Any],
             path: str) -> tuple[int, str]:
-    """DEL: the daemon if it comes back in time, else the engine here, else code 11."""
+    """DEL: the daemon if it comes back in time, else the engine here, else code 11.
+
+    With the daemon down and nothing to undo, success at once: waiting would only
+    make the runtime wait.
+    """
     deadline = time.monotonic() + _wait_seconds(config)
     while True:
         try:
             return exchange(path, env, stdin)
         except Unreachable as exc:
             problem = str(exc)
+            if not exc.sent and _nothing_to_delete(env, config, path):
+                return 0, ""
         if time.monotonic() + POLL_SECONDS > deadline:
             break
         time.sleep(POLL_SECONDS)
@@ -295,15 +395,28 @@ def run(env: Mapping[str, str], stdin: bytes) -> tuple[int, str]:
                          f"{command} not done, retry later", problem)
 
 
+def print_answer(code: int, text: str) -> int:
+    """Print the answer; the exit code, 1 if nobody could read it."""
+    try:
+        if text:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError:
+        # The runtime stopped reading (it was stopped mid-call): nobody to tell.
+        # Python would report the unflushed stdout again at exit; send it nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
+    return code
+
+
 def main() -> int:
     try:
         code, text = run(os.environ, sys.stdin.buffer.read())
     except Exception as exc:  # the runtime must get CNI JSON, never a traceback
         code, text = 1, error_json({}, INTERNAL, f"multinet shim failed: {exc!r}")
-    if text:
-        sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-    return code
+    return print_answer(code, text)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from multinet.attach.verbs import respond
 from multinet.cli import logs
 from multinet.cni.errors import CNIError
 from multinet.cni.request import decode_config
+from multinet.shim import print_answer
 
 log = logging.getLogger("multinet.plugin")
 
@@ -32,10 +33,7 @@ def serve(env: Mapping[str, str], stdin: bytes) -> tuple[int, str]:
 
 def main() -> int:
     code, text = serve(os.environ, sys.stdin.buffer.read())
-    if text:
-        sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-    return code
+    return print_answer(code, text)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from multinet.cli.logs import LEVELS
+from multinet.cli.logs import LEVELS, LogFileHandler
 from multinet.daemon.delegatelog import delegate_call
 
 # The request a worker thread is serving; threads the engine starts itself do not
@@ -57,12 +57,15 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup(level_name: str, log_file: str = "", to_stderr: bool | None = None) -> None:
-    """JSON lines to the log file and/or stderr, for multinet and the libraries it uses."""
+    """JSON lines to the log file and/or stderr, for multinet and the libraries it uses.
+
+    The log file is root-only and never opened through a symlink; OSError if refused.
+    """
     level = LEVELS.get(level_name, logging.INFO)
     formatter = JsonFormatter()
     handlers: list[logging.Handler] = []
     if log_file:
-        handlers.append(logging.FileHandler(log_file))
+        handlers.append(LogFileHandler(log_file))
     if to_stderr or (to_stderr is None and not log_file):
         handlers.append(logging.StreamHandler())
     root = logging.getLogger()

@@ -23,7 +23,7 @@ from multinet.daemon.health import Endpoints
 from multinet.daemon.jsonlog import setup as setup_logging
 from multinet.daemon.metrics import Metrics
 from multinet.daemon.reaper import Reaper, TeardownEvents
-from multinet.daemon.server import SocketServer
+from multinet.daemon.server import SocketServer, raise_fd_limit
 from multinet.fileio import atomic_write
 from multinet.shim import OVERLAY_FILE
 
@@ -96,6 +96,7 @@ class Daemon:
         sizes = getattr(self.kube, "sizes", None)
         if sizes is not None:
             self.metrics.watch_caches(sizes)
+        raise_fd_limit()  # idle connections must not starve the ones that matter
         self.server.start()  # first: the socket path is what two daemons would fight over
         write_overlay(self.config)
         start = getattr(self.kube, "start", None)
@@ -106,8 +107,9 @@ class Daemon:
             self.endpoints = Endpoints(self.config.metrics_address, self.config.metrics_port,
                                        self.healthy, self.ready, self.metrics.exposition)
             self.endpoints.start()
-        log.info("serving on %s (at most %d at once), node %r, endpoints on %s:%s",
-                 self.config.socket_path, self.config.max_concurrency,
+        log.info("serving on %s (at most %d at once, %d connections), node %r, "
+                 "endpoints on %s:%s", self.config.socket_path, self.config.max_concurrency,
+                 self.server.max_connections,
                  self.config.node_name or "-", self.config.metrics_address,
                  self.endpoints.port if self.endpoints else "-")
 
@@ -146,7 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"multinet-daemon: {err}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level, config.log_file, config.log_to_stderr)
+    try:
+        setup_logging(config.log_level, config.log_file, config.log_to_stderr)
+    except OSError as err:
+        print(f"multinet-daemon: cannot open logFile {config.log_file}: "
+              f"{err.strerror or err}", file=sys.stderr)
+        return 2
     if config.ignored:
         log.warning("ignoring Multus daemon keys: %s", ", ".join(config.ignored))
     if args.install_shim:

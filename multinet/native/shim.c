@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,18 +68,25 @@ static void put(struct buf *b, const char *s, size_t n)
 
 static void puts_(struct buf *b, const char *s) { put(b, s, strlen(s)); }
 
-/* A JSON string literal of s (ASCII only: the caller checked). */
+/* A JSON string literal of s (ASCII only: the caller checked), escaped as Python's
+ * json.dumps does, so both shims send the same bytes: a tab is 2 bytes, not 6. */
 static void put_json_string(struct buf *b, const char *s, size_t n)
 {
+    static const char shorts[] = "\b\t\n\f\r", letters[] = "btnfr";
     char esc[8];
     put(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        const char *short_at = c ? memchr(shorts, c, sizeof shorts - 1) : NULL;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             put(b, esc, 2);
-        } else if (c < 0x20) {
+        } else if (short_at) {
+            esc[0] = '\\';
+            esc[1] = letters[short_at - shorts];
+            put(b, esc, 2);
+        } else if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             put(b, esc, 6);
         } else {
@@ -265,10 +273,11 @@ static int decode_string(const char *p, const char *end, struct buf *out)
 
 /* -- the socket -------------------------------------------------------------------- */
 
+/* To the socket: a daemon that hung up is an error here (EPIPE), never a SIGPIPE. */
 static int write_all(int fd, const char *data, size_t n)
 {
     while (n) {
-        ssize_t w = write(fd, data, n);
+        ssize_t w = send(fd, data, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -293,11 +302,21 @@ static int read_all(int fd, char *data, size_t n)
     return 0;
 }
 
+/* The answer on stdout; 1 if the runtime is no longer there to read it. */
+static int print_answer(const char *text, int code)
+{
+    if (text && printf("%s\n", text) < 0)
+        return 1;
+    return fflush(stdout) ? 1 : code;
+}
+
 int main(void)
 {
     struct buf in = {0}, req = {0}, out = {0};
     char chunk[65536];
     ssize_t r;
+    /* A runtime that stopped reading our stdout must not kill us mid-answer either. */
+    signal(SIGPIPE, SIG_IGN);
     while ((r = read(0, chunk, sizeof chunk)) != 0) {
         if (r < 0 && errno == EINTR)
             continue;
@@ -349,6 +368,8 @@ int main(void)
     puts_(&req, "},\"stdin\":");
     put_json_string(&req, in.data ? in.data : "", in.len);
     put(&req, "}", 1);
+    if (req.len > MAX_FRAME)
+        fall_back(&in); /* the Python shim words the error */
 
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
@@ -380,11 +401,7 @@ int main(void)
     if (body && find_key(body, size, "code", &code_at, &code_len) == 1 &&
         find_key(body, size, "stdout", &stdout_at, &stdout_len) == 1 &&
         !decode_string(stdout_at, stdout_at + stdout_len, &out)) {
-        int code = atoi(code_at);
-        if (out.len)
-            printf("%s\n", out.data);
-        fflush(stdout);
-        return code;
+        return print_answer(out.len ? out.data : NULL, atoi(code_at));
     }
     if (body)
         problem = "malformed answer from the daemon";
@@ -407,6 +424,5 @@ int main(void)
     puts_(&err, ",\"code\":11,\"msg\":");
     put_json_string(&err, msg.data, msg.len);
     puts_(&err, "}");
-    printf("%s\n", err.data);
-    return 1;
+    return print_answer(err.data, 1);
 }

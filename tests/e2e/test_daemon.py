@@ -236,6 +236,28 @@ def test_del_without_the_engine_waits_for_the_restarted_daemon(cnode, pod, daemo
     assert [line["containerID"] for line in served] == ["crestart"]
 
 
+def test_del_with_the_daemon_down_and_nothing_to_undo_answers_at_once(cnode, pod, daemon):
+    conf = two_networks(cnode, shimWaitSeconds=3600)
+    daemon.start()
+    daemon.shim("ADD", conf, "ckept", pod.path).ok()
+    assert daemon.stop() == 0
+    # A pod whose ADD never reached the daemon: containerd still sends DEL, twice.
+    for netns in (pod.path, ""):
+        try:
+            delete = daemon.shim("DEL", conf, "cnever", netns, env=NO_ENGINE, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("DEL with nothing to undo waited for the daemon")
+        assert (delete.returncode, delete.stdout) == (0, "")
+    assert cnode.records() == ["ckept"], "the other pod's record is untouched"
+    assert {"eth0", "net1"} <= set(pod.links())
+    kept = daemon.shim("DEL", {**conf, "shimWaitSeconds": 0.2}, "ckept", pod.path,
+                       env=NO_ENGINE)
+    assert kept.json["code"] == 11, "a DEL with a record to undo is never a quick success"
+    daemon.start()
+    daemon.shim("DEL", conf, "ckept", pod.path).ok()
+    cnode.assert_clean(pod)
+
+
 def test_del_racing_its_add_waits_for_it(cnode, pod, daemon, workdir):
     conf, record, pid_file = slow_conf(cnode, workdir, 1.0)
     daemon.start()

@@ -126,3 +126,115 @@ def test_versions_match_the_engine():
         source = handle.read()
     listed = re.search(r"SUPPORTED\[\] = \{([^}]*)\}", source)[1]
     assert tuple(re.findall(r'"([^"]+)"', listed)) == versions.SUPPORTED_VERSIONS
+
+
+class RawDaemon:
+    """One connection: reads `keep` bytes of the request (all if None), then answers
+    with `answer` or, when it read only part, hangs up."""
+
+    def __init__(self, path: str, answer: dict | None, keep: int | None = None) -> None:
+        self.answer, self.keep, self.raw = answer, keep, b""
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _read(self, conn: socket.socket, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = conn.recv(min(size - len(data), 1 << 20))
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                if self.keep is not None:
+                    self._read(conn, self.keep)
+                    continue  # hang up with the rest of the request unread
+                header = self._read(conn, 4)
+                self.raw = header + self._read(conn, int.from_bytes(header, "big"))
+                shim.send_frame(conn, self.answer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def big_config(path: str, tabs: int) -> bytes:
+    """A valid config whose indentation is `tabs` tab characters in all."""
+    per_line = 64
+    body = json.dumps({"cniVersion": "1.0.0", "name": "n", "socketPath": path,
+                       "pad": [0] * (tabs // (2 * per_line))}, indent="\t" * per_line)
+    return body.encode()
+
+
+def test_a_daemon_that_hangs_up_mid_request_is_no_answer_not_sigpipe(native, tmp_path):
+    path = str(tmp_path / "d.sock")
+    daemon = RawDaemon(path, None, keep=4)
+    stdin = big_config(path, 2 << 20)  # far more than a socket buffer: the write blocks
+    try:
+        add = run(native, ENV, stdin)
+        delete = run(native, {**ENV, "CNI_COMMAND": "DEL"},
+                     stdin.replace(b'"name"', b'"shimWaitSeconds": 0.2, "name"', 1))
+    finally:
+        daemon.close()
+    assert add.returncode == 1, add
+    out = json.loads(add.stdout)
+    assert out["code"] == 11 and "no answer" in out["msg"]
+    assert delete.returncode == 1, delete
+    out = json.loads(delete.stdout)
+    assert out["code"] == 11 and "DEL not done" in out["msg"], "the Python shim's DEL path"
+
+
+def test_tabs_are_escaped_as_the_python_shim_does(native, tmp_path):
+    path = str(tmp_path / "d.sock")
+    stdin = big_config(path, 3 << 20)
+    assert stdin.count(b"\t") >= 3 << 20 and len(stdin) < 4 << 20
+    result = {"cniVersion": "1.0.0", "interfaces": [], "ips": []}
+    daemon = RawDaemon(path, shim.encode_answer(0, json.dumps(result)))
+    try:
+        done = run(native, ENV, stdin)
+    finally:
+        daemon.close()
+    assert done.returncode == 0, done.stdout[:300]
+    assert json.loads(done.stdout) == result
+    body = json.dumps(shim.encode_request(ENV, stdin), separators=(",", ":")).encode()
+    assert len(daemon.raw) - 4 <= shim.MAX_FRAME
+    assert daemon.raw == len(body).to_bytes(4, "big") + body, "byte for byte the same frame"
+
+
+def test_control_characters_are_framed_byte_for_byte(native, tmp_path):
+    path = str(tmp_path / "d.sock")
+    text = "".join(chr(c) for c in range(1, 0x20)) + "\x7f\"\\/"
+    stdin = json.dumps({"cniVersion": "1.0.0", "socketPath": path, "t": text}).encode()
+    env = {**ENV, "CNI_ARGS": "A=\t\x01\x7f"}
+    daemon = RawDaemon(path, shim.encode_answer(0, ""))
+    try:
+        done = run(native, env, stdin)
+    finally:
+        daemon.close()
+    assert done.returncode == 0, done
+    body = json.dumps(shim.encode_request(env, stdin), separators=(",", ":")).encode()
+    assert daemon.raw[4:] == body
+
+
+def test_stdout_closed_is_a_quiet_failure(native, tmp_path):
+    path = str(tmp_path / "d.sock")
+    daemon = RawDaemon(path, shim.encode_answer(0, json.dumps({"cniVersion": "1.0.0"})))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([native], input=b'{"cniVersion":"1.0.0"}', stdout=write_end,
+                              stderr=subprocess.PIPE, env={**ENV, "MULTINET_SOCKET": path},
+                              timeout=30)
+    finally:
+        os.close(write_end)
+        daemon.close()
+    assert done.returncode == 1 and done.stderr == b""

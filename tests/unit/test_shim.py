@@ -83,7 +83,23 @@ def test_malformed_frames_are_protocol_errors(raw, problem):
     ({"version": 1, "env": {"A": 1}, "stdin": ""}, "env"),
     ({"version": 1, "env": {}}, "stdin"),
     ({"version": 1, "env": {}, "stdinBase64": "!!"}, "base64"),
-])
+    ({"version": 1.0, "env": {}, "stdin": ""}, "protocol version 1.0"),
+    ({"version": True, "env": {}, "stdin": ""}, "protocol version True"),
+    ({"version": "1", "env": {}, "stdin": ""}, "protocol version '1'"),
+    ({"version": 1, "env": {}, "stdin": "", "stdinBase64": ""}, "stdinBase64 are exclusive"),
+    ({"version": 1, "env": {}, "stdin": 5}, "stdin must be a string"),
+    ({"version": 1, "env": {}, "stdin": "\ud800"}, "stdin is not valid Unicode"),
+    ({"version": 1, "env": {"CNI_ARGS": "\udc80"}, "stdin": ""}, "CNI_ARGS is not valid"),
+    ({"version": 1, "env": {"CNI_\ud800": ""}, "stdin": ""}, "not valid Unicode"),
+    ({"version": 1, "env": {"CNI_ARGS": "a\0b"}, "stdin": ""}, "NUL"),
+    ({"version": 1, "env": {"CNI_A=B": ""}, "stdin": ""}, "'='"),
+    ({"version": 1, "env": {"LD_PRELOAD": "/x.so"}, "stdin": ""}, "'LD_PRELOAD' is not a CNI_"),
+    ({"version": 1, "env": {"PATH": "/tmp"}, "stdin": ""}, "'PATH' is not a CNI_"),
+    ([1], "not a JSON object"),
+    ("text", "not a JSON object"),
+], ids=["version-2", "env-int", "no-stdin", "bad-base64", "version-1.0", "version-true",
+        "version-str", "both-stdins", "stdin-int", "surrogate-stdin", "surrogate-env-value",
+        "surrogate-env-key", "nul", "equals", "ld-preload", "path", "list", "str"])
 def test_malformed_requests_are_protocol_errors(message, problem):
     with pytest.raises(shim.ProtocolError, match=problem):
         shim.decode_request(message)
@@ -220,3 +236,125 @@ def test_launcher_starts_without_site_packages(tmp_path):
                              env={"CNI_COMMAND": "VERSION"})
     assert version.returncode == 0
     assert json.loads(version.stdout)["supportedVersions"] == list(versions.SUPPORTED_VERSIONS)
+
+
+@pytest.mark.parametrize("value, seconds", [
+    (3, 3.0), (0, 0.0), (2.5, 2.5), (float("nan"), shim.DEFAULT_WAIT_SECONDS),
+    (-1, shim.DEFAULT_WAIT_SECONDS), ("5", shim.DEFAULT_WAIT_SECONDS),
+    (True, shim.DEFAULT_WAIT_SECONDS), (None, shim.DEFAULT_WAIT_SECONDS),
+    (float("inf"), shim.MAX_WAIT_SECONDS), (1e300, shim.MAX_WAIT_SECONDS),
+    pytest.param(10 ** 400, shim.MAX_WAIT_SECONDS, id="10**400"),
+])
+def test_shim_wait_seconds_is_bounded(value, seconds):
+    assert shim._wait_seconds({"shimWaitSeconds": value}) == seconds
+
+
+def test_del_with_nan_wait_ends(tmp_path, monkeypatch):
+    monkeypatch.setattr(shim, "DEFAULT_WAIT_SECONDS", 0.3)
+    path = str(tmp_path / "none.sock")
+    stdin = b'{"cniVersion": "1.1.0", "name": "mn", "shimWaitSeconds": NaN}'
+    answers: list = []
+    worker = threading.Thread(daemon=True, target=lambda: answers.append(
+        shim.run(cni_env("DEL", path, **{shim.NO_INPROCESS_ENV: "1"}), stdin)))
+    worker.start()
+    worker.join(20)
+    assert answers, "DEL with shimWaitSeconds NaN never ended"
+    code, text = answers[0]
+    assert (code, json.loads(text)["code"]) == (1, 11)
+
+
+def no_sleeping(*_):
+    raise AssertionError("the shim waited for the daemon")
+
+
+@pytest.fixture
+def daemon_gone(tmp_path):
+    """A node whose daemon ran (its overlay names cniDir) and is down now."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / shim.OVERLAY_FILE).write_text(json.dumps({"cniDir": str(tmp_path / "cni")}))
+    return str(run / "multinet.sock")
+
+
+def del_call(path: str, container: str = "c1", **conf) -> tuple[int, str]:
+    stdin = json.dumps({**CONF, "shimWaitSeconds": 3600, **conf}).encode()
+    env = cni_env("DEL", path, CNI_CONTAINERID=container, **{shim.NO_INPROCESS_ENV: "1"})
+    return shim.run(env, stdin)
+
+
+def test_del_with_the_daemon_down_and_no_record_succeeds_at_once(tmp_path, daemon_gone,
+                                                                 monkeypatch):
+    monkeypatch.setattr(shim.time, "sleep", no_sleeping)
+    assert del_call(daemon_gone) == (0, "")
+    assert not (tmp_path / "cni").exists(), "nothing was made by looking"
+    (tmp_path / "cni" / ".locks").mkdir(parents=True)
+    (tmp_path / "cni" / ".locks" / "c1.lock").write_text("")  # left, not held
+    (tmp_path / "cni" / "other").write_text("{}")
+    assert del_call(daemon_gone) == (0, "")
+
+
+def test_del_with_the_daemon_down_waits_where_there_is_something(tmp_path, daemon_gone,
+                                                                 monkeypatch):
+    from multinet.attach.lock import container_lock
+
+    monkeypatch.setattr(shim.time, "sleep", lambda _: None)
+    monkeypatch.setattr(shim, "MAX_WAIT_SECONDS", 0.0)  # wait, but not for long
+    cni = tmp_path / "cni"
+    with container_lock(str(cni), "c1"):  # an operation on c1 is under way
+        code, text = del_call(daemon_gone)
+    assert (code, json.loads(text)["code"]) == (1, 11)
+    (cni / "c1").write_text("{}")  # a record: a DEL with something to undo
+    code, text = del_call(daemon_gone)
+    assert (code, json.loads(text)["code"]) == (1, 11)
+    (cni / "c1").unlink()
+    (cni / "c1.prev").write_text("{}")  # any file of this container counts
+    code, text = del_call(daemon_gone)
+    assert (code, json.loads(text)["code"]) == (1, 11)
+    code, text = del_call(daemon_gone, container="../c1")
+    assert (code, json.loads(text)["code"]) == (1, 11), "an id that is a path is never looked up"
+    code, text = del_call(str(tmp_path / "elsewhere" / "d.sock"), container="c2")
+    assert (code, json.loads(text)["code"]) == (1, 11), "no overlay: the records may be elsewhere"
+
+
+def test_del_without_an_overlay_cnidir_looks_in_the_config_one(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / shim.OVERLAY_FILE).write_text("{}")
+    monkeypatch.setattr(shim.time, "sleep", lambda _: None)
+    monkeypatch.setattr(shim, "MAX_WAIT_SECONDS", 0.0)
+    path = str(run / "multinet.sock")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "c1").write_text("{}")
+    code, text = del_call(path, cniDir=str(tmp_path / "mine"))
+    assert (code, json.loads(text)["code"]) == (1, 11)
+    assert del_call(path, cniDir=str(tmp_path / "empty")) == (0, "")
+
+
+def test_add_with_the_daemon_down_answers_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(shim.time, "sleep", no_sleeping)
+    code, text = shim.run(cni_env("ADD", str(tmp_path / "none.sock")), json.dumps(CONF).encode())
+    assert (code, json.loads(text)["code"]) == (1, 11)
+
+
+def closed_stdout_run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run with a stdout nobody reads any more, as when the runtime was stopped."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(argv, input=b'{"cniVersion":"1.0.0"}', stdout=write_end,
+                              stderr=subprocess.PIPE, env=env, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+
+
+def test_shim_with_stdout_closed_exits_quietly(tmp_path):
+    launcher = install_shim(str(tmp_path / "bin" / "multinet"), sys.executable, REPO,
+                            native=False)
+    done = closed_stdout_run([launcher], {"CNI_COMMAND": "VERSION"})
+    assert done.returncode == 1 and done.stderr == b"", done.stderr.decode()
+
+
+def test_plugin_with_stdout_closed_exits_quietly():
+    done = closed_stdout_run([sys.executable, "-m", "multinet.cli.plugin"],
+                             {"CNI_COMMAND": "VERSION", "PYTHONPATH": REPO})
+    assert done.returncode == 1 and done.stderr == b"", done.stderr.decode()
