@@ -135,16 +135,26 @@ def plan_for_pod(
                               is_default=True, capability_args=dict(conf.runtime_config))]
     # defaultNetworks are the node's choice, not the pod's: isolation does not apply
     # (as in Multus), but pods in systemNamespaces do without them.
-    selections: list[NetworkSelection] = []
+    defaults: list[NetworkSelection] = []
     if ref.namespace not in settings.system_namespaces:
-        selections += [NetworkSelection(name=n, namespace=settings.multus_namespace)
-                       for n in settings.default_networks]
-    selections += named
+        defaults = [NetworkSelection(name=n, namespace=settings.multus_namespace)
+                    for n in settings.default_networks]
+    selections = defaults + named
     ifnames = assign_interface_names(selections, request.ifname)
     factory = allocator_factory or _kubelet_allocator
     allocator: DeviceAllocator | None = None
-    for selection, ifname in zip(selections, ifnames, strict=True):
-        nad = _get_nad(kube, selection.namespace, selection.name, "network")
+    for index, (selection, ifname) in enumerate(zip(selections, ifnames, strict=True)):
+        if index < len(defaults):
+            found = _default_network_nad(kube, settings, selection.name)
+            if found is None:
+                # As clusterNetwork: a config in confDir by its name, or a path.
+                name, network = resolve_named_network(selection.name, settings, None,
+                                                      f"defaultNetworks[{index}]")
+                attachments.append(Attachment(name=name, network=network, ifname=ifname))
+                continue
+            nad = found
+        else:
+            nad = _get_nad(kube, selection.namespace, selection.name, "network")
         if nad.resource_name and allocator is None:
             allocator = factory(ref, settings)
         attachments.append(_secondary(request, settings, selection, nad, ifname, allocator))
@@ -232,6 +242,15 @@ def _get_nad(kube: PodSource, namespace: str, name: str, what: str
         raise CNIError(INVALID_CONFIG,
                        f"{what} {namespace}/{name}: NetworkAttachmentDefinition not found")
     return NetworkAttachmentDefinition.from_object(raw)
+
+
+def _default_network_nad(kube: PodSource, settings: K8sSettings, name: str
+                         ) -> NetworkAttachmentDefinition | None:
+    """A defaultNetworks entry's NAD in multusNamespace; a path never names one."""
+    if "/" in name:
+        return None
+    raw = kube.get_nad(settings.multus_namespace, name)
+    return None if raw is None else NetworkAttachmentDefinition.from_object(raw)
 
 
 def _secondary(request: Request, settings: K8sSettings, selection: NetworkSelection,

@@ -344,3 +344,28 @@ def test_refusal_without_global_namespaces_says_so():
 ])
 def test_parse_global_namespaces(value, expected):
     assert parse_global_namespaces(value) == expected
+
+
+# --- defaultNetworks resolve as clusterNetwork does ------------------------------------
+
+
+def test_default_networks_from_conf_dir_and_paths(tmp_path):
+    on_disk = {"cniVersion": "1.0.0", "name": "disknet", "type": "macvlan", "master": "m0"}
+    (tmp_path / "10-disk.conf").write_text(json.dumps(on_disk))
+    by_path = tmp_path / "elsewhere.conflist"
+    by_path.write_text(json.dumps({"cniVersion": "1.0.0", "name": "pathnet",
+                                   "plugins": [{"type": "macvlan", "master": "m1"}]}))
+    attachments, kube = plan({NETWORKS: "own"}, confDir=str(tmp_path),
+                             defaultNetworks=["disknet", str(by_path), "extra"], **ISOLATED)
+    assert attachments == [("kube-system/cluster", "eth0"), ("disknet", "net1"),
+                           ("pathnet", "net2"), ("kube-system/extra", "net3"),
+                           ("tenant-a/own", "net4")]
+    assert "kube-system/disknet" in kube.reads, "a NAD of that name would come first"
+    assert not any(str(tmp_path) in read for read in kube.reads), "a path is never a NAD"
+
+
+def test_an_unknown_default_network_names_the_key(tmp_path):
+    with pytest.raises(CNIError) as caught:
+        plan({}, confDir=str(tmp_path), defaultNetworks=["extra", "nowhere"])
+    assert caught.value.code == INVALID_CONFIG
+    assert caught.value.msg.startswith("defaultNetworks[1] 'nowhere': no NAD kube-system/nowhere")
