@@ -552,6 +552,15 @@ def test_exact_messages(value, message):
     assert parse_error(value) == PREFIX + message
 
 
+def test_single_object_message():
+    assert parse_error('{"name":"net-a"}') == (
+        PREFIX + "JSON form must be a list of objects, not a single object")
+    with pytest.raises(CNIError) as info:
+        parse_default_network_annotation('{"name":"net-a"}', "ns")
+    assert info.value.msg == ("pod annotation v1.multus-cni.io/default-network: "
+                              "JSON form must be a list of objects, not a single object")
+
+
 def test_messages_quote_non_ascii_as_written():
     assert parse_error("nét") == (
         PREFIX + 'element 1 "nét": name "nét" is not a valid DNS-1123 label')
