@@ -4,7 +4,8 @@
 `[ns/]name[@ifname], ...`, and a JSON form, a list of objects. Both end up as the same
 `NetworkSelection` values. `v1.multus-cni.io/default-network` uses the same syntax with
 exactly one element. Every problem is a CNIError(INVALID_CONFIG) whose message quotes
-the offending element and names the field.
+the offending element and names the field. `Isolation` decides which namespaces' NADs
+the selections of a pod may name (`namespaceIsolation`, `globalNamespaces`).
 """
 
 from __future__ import annotations
