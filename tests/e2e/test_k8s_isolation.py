@@ -205,3 +205,37 @@ def test_pods_in_system_namespaces_get_no_default_networks(cnode, api, make_pod,
     cnode.cni("DEL", custom, "c3", again.path, args=cni_args(p, "c3")).ok()
     assert calls(tenants["kube-system/extra"]) == ["ADD", "DEL"]
     cnode.assert_clean(again)
+
+
+def test_through_the_daemon_its_overlay_decides(cnode, api, make_pod, tenants, workdir):
+    """On a node the daemon's config holds namespaceIsolation and defaultNetworks; a
+    runtime config that turns isolation off changes nothing."""
+    from support.daemon import Daemon
+    from support.k8s import NODE
+
+    kubeconfig = api.write_kubeconfig(os.path.join(workdir, "daemon-kubeconfig"))
+    daemon = Daemon(cnode.ns, os.path.join(workdir, "daemon"), kubeconfig=str(kubeconfig),
+                    nodeName=NODE, namespaceIsolation=True, defaultNetworks=["extra"])
+    daemon.start()
+    try:
+        conf = cnode.conf([], clusterNetwork="cluster", namespaceIsolation=False)
+        refused_pod = make_pod()
+        p = api.create(pod_obj("tenant-a", "p1", {DEFAULT_NET: "tenant-b/secret"}))
+        run = daemon.shim("ADD", conf, "c1", refused_pod.path, args=cni_args(p, "c1"))
+        assert run.returncode != 0 and run.json["code"] == 7
+        assert f"pod annotation {DEFAULT_NET}" in run.json["msg"]
+        assert "tenant-b/secret" in run.json["msg"]
+        assert set(refused_pod.links()) == {"lo"}
+        assert calls(tenants["tenant-b/secret"]) == []
+
+        allowed_pod = make_pod()
+        p = api.create(pod_obj("tenant-a", "p2", {NETWORKS: "own"}))
+        daemon.shim("ADD", conf, "c2", allowed_pod.path, args=cni_args(p, "c2")).ok()
+        assert allowed_pod.addresses("net1") == ["198.18.23.2/24"]
+        assert allowed_pod.addresses("net2") == ["198.18.21.2/24"]
+        assert daemon.shim("DEL", conf, "c2", allowed_pod.path).returncode == 0
+        assert daemon.shim("DEL", conf, "c1", refused_pod.path).returncode == 0
+    finally:
+        daemon.kill()
+    assert set(allowed_pod.links()) == {"lo"}
+    assert cnode.leased_ips() == []
