@@ -24,19 +24,16 @@ from multinet.cni.request import Request
 from multinet.k8s import devinfo
 from multinet.k8s.client import PodSource
 from multinet.k8s.devices import DeviceAllocator
-from multinet.k8s.nad import (
-    NetworkAttachmentDefinition,
-    is_namespace_allowed,
-    nad_cni_config,
-    namespace_refusal_message,
-)
+from multinet.k8s.nad import NetworkAttachmentDefinition, nad_cni_config
 from multinet.k8s.podref import PodRef
 from multinet.k8s.selection import (
     DEFAULT_NETWORK_ANNOTATION,
     NETWORKS_ANNOTATION,
+    Isolation,
     NetworkSelection,
     assign_interface_names,
     parse_default_network_annotation,
+    parse_global_namespaces,
     parse_networks_annotation,
 )
 
@@ -66,8 +63,7 @@ class K8sSettings:
     cluster_network: str
     default_networks: tuple[str, ...]
     multus_namespace: str
-    isolation: bool
-    global_namespaces: tuple[str, ...]
+    isolation: Isolation
     system_namespaces: tuple[str, ...]
     conf_dir: str
     invalid_annotation: str
@@ -81,10 +77,8 @@ class K8sSettings:
             cluster_network=conf.get("clusterNetwork", ""),
             default_networks=tuple(conf.get("defaultNetworks", ())),
             multus_namespace=conf.get("multusNamespace", "kube-system"),
-            isolation=bool(conf.get("namespaceIsolation", False)),
-            global_namespaces=tuple(
-                n.strip() for n in conf.get("globalNamespaces", "default").split(",") if n.strip()
-            ),
+            isolation=Isolation(bool(conf.get("namespaceIsolation", False)),
+                                parse_global_namespaces(conf.get("globalNamespaces", "default"))),
             system_namespaces=tuple(conf.get("systemNamespaces", ["kube-system"])),
             conf_dir=conf.conf_dir,
             invalid_annotation=conf.get("invalidAnnotation", "fail"),
@@ -121,27 +115,46 @@ def plan_for_pod(
     settings = K8sSettings.from_conf(conf)
     annotations = pod.get("metadata", {}).get("annotations") or {}
     warnings: list[str] = []
-    cluster = _cluster_network(conf, settings, kube, annotations, ref)
-    attachments = [Attachment(name=cluster[0], network=cluster[1], ifname=request.ifname,
-                              is_default=True, capability_args=dict(conf.runtime_config))]
-
-    selections: list[NetworkSelection] = []
-    if ref.namespace not in settings.system_namespaces:
-        selections += [NetworkSelection(name=n, namespace=settings.multus_namespace)
-                       for n in settings.default_networks]
+    # What the pod names is parsed and checked against isolation before anything is
+    # read from the API: a refusal costs no lookup and tells nothing about other
+    # namespaces' NADs.
+    override = _default_network_override(annotations, settings, ref)
     try:
-        selections += parse_networks_annotation(annotations.get(NETWORKS_ANNOTATION, ""),
-                                                ref.namespace)
+        named = parse_networks_annotation(annotations.get(NETWORKS_ANNOTATION, ""),
+                                          ref.namespace)
     except CNIError as err:
         if settings.invalid_annotation != "ignore":
             raise
         # The NPWG spec's reading: an invalid annotation is ignored, the pod gets eth0 only.
         warnings.append(f"{err.msg}; attaching the cluster network only")
+        named = []
+    settings.isolation.check(ref.namespace, named, NETWORKS_ANNOTATION)
+
+    cluster = _cluster_network(conf, settings, kube, override)
+    attachments = [Attachment(name=cluster[0], network=cluster[1], ifname=request.ifname,
+                              is_default=True, capability_args=dict(conf.runtime_config))]
+    # defaultNetworks are the node's choice, not the pod's: isolation does not apply
+    # (as in Multus), but pods in systemNamespaces do without them.
+    defaults: list[NetworkSelection] = []
+    if ref.namespace not in settings.system_namespaces:
+        defaults = [NetworkSelection(name=n, namespace=settings.multus_namespace)
+                    for n in settings.default_networks]
+    selections = defaults + named
     ifnames = assign_interface_names(selections, request.ifname)
     factory = allocator_factory or _kubelet_allocator
     allocator: DeviceAllocator | None = None
-    for selection, ifname in zip(selections, ifnames, strict=True):
-        nad = _nad(kube, settings, selection, ref)
+    for index, (selection, ifname) in enumerate(zip(selections, ifnames, strict=True)):
+        if index < len(defaults):
+            found = _default_network_nad(kube, settings, selection.name)
+            if found is None:
+                # As clusterNetwork: a config in confDir by its name, or a path.
+                name, network = resolve_named_network(selection.name, settings, None,
+                                                      f"defaultNetworks[{index}]")
+                attachments.append(Attachment(name=name, network=network, ifname=ifname))
+                continue
+            nad = found
+        else:
+            nad = _get_nad(kube, selection.namespace, selection.name, "network")
         if nad.resource_name and allocator is None:
             allocator = factory(ref, settings)
         attachments.append(_secondary(request, settings, selection, nad, ifname, allocator))
@@ -158,12 +171,25 @@ def _kubelet_allocator(ref: PodRef, settings: K8sSettings) -> DeviceAllocator:
 # -- the cluster network -----------------------------------------------------------------
 
 
+def _default_network_override(annotations: Mapping[str, str], settings: K8sSettings,
+                              ref: PodRef) -> NetworkSelection | None:
+    """The pod's v1.multus-cni.io/default-network, checked against isolation.
+
+    Multus applies no isolation here, so a pod could swap its cluster network for any
+    namespace's NAD; multinet holds it to the rule the networks annotation follows.
+    """
+    value = annotations.get(DEFAULT_NETWORK_ANNOTATION, "")
+    if not value.strip():
+        return None
+    selection = parse_default_network_annotation(value, settings.multus_namespace)
+    settings.isolation.check(ref.namespace, [selection], DEFAULT_NETWORK_ANNOTATION)
+    return selection
+
+
 def _cluster_network(conf: MultinetConf, settings: K8sSettings, kube: PodSource,
-                     annotations: Mapping[str, str], ref: PodRef) -> tuple[str, NetworkList]:
-    override = annotations.get(DEFAULT_NETWORK_ANNOTATION, "")
-    if override.strip():
-        selection = parse_default_network_annotation(override, settings.multus_namespace)
-        nad = _get_nad(kube, selection.namespace, selection.name, "default network")
+                     override: NetworkSelection | None) -> tuple[str, NetworkList]:
+    if override is not None:
+        nad = _get_nad(kube, override.namespace, override.name, "default network")
         return nad.key, load_network(nad_cni_config(nad, settings.conf_dir),
                                      f"default network {nad.key}")
     if settings.cluster_network:
@@ -218,13 +244,13 @@ def _get_nad(kube: PodSource, namespace: str, name: str, what: str
     return NetworkAttachmentDefinition.from_object(raw)
 
 
-def _nad(kube: PodSource, settings: K8sSettings, selection: NetworkSelection,
-         ref: PodRef) -> NetworkAttachmentDefinition:
-    if not is_namespace_allowed(ref.namespace, selection.namespace, settings.isolation,
-                                list(settings.global_namespaces)):
-        raise CNIError(INVALID_CONFIG, namespace_refusal_message(
-            ref.namespace, selection.namespace, selection.name))
-    return _get_nad(kube, selection.namespace, selection.name, "network")
+def _default_network_nad(kube: PodSource, settings: K8sSettings, name: str
+                         ) -> NetworkAttachmentDefinition | None:
+    """A defaultNetworks entry's NAD in multusNamespace; a path never names one."""
+    if "/" in name:
+        return None
+    raw = kube.get_nad(settings.multus_namespace, name)
+    return None if raw is None else NetworkAttachmentDefinition.from_object(raw)
 
 
 def _secondary(request: Request, settings: K8sSettings, selection: NetworkSelection,

@@ -111,19 +111,3 @@ def _spec_config(nad: NetworkAttachmentDefinition) -> dict[str, Any]:
         )
     return conf
 
-
-def is_namespace_allowed(
-    pod_namespace: str, nad_namespace: str, isolation: bool, global_namespaces: list[str]
-) -> bool:
-    """Multus' namespaceIsolation: own namespace or a global one, when isolation is on."""
-    if not isolation or nad_namespace == pod_namespace:
-        return True
-    return nad_namespace in global_namespaces
-
-
-def namespace_refusal_message(pod_namespace: str, nad_namespace: str, nad_name: str) -> str:
-    return (
-        f"namespace isolation is enabled: pod in namespace {pod_namespace} may not use "
-        f"NetworkAttachmentDefinition {nad_namespace}/{nad_name}; only NADs in its own "
-        "namespace or in the global namespaces are allowed"
-    )

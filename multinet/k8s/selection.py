@@ -4,7 +4,8 @@
 `[ns/]name[@ifname], ...`, and a JSON form, a list of objects. Both end up as the same
 `NetworkSelection` values. `v1.multus-cni.io/default-network` uses the same syntax with
 exactly one element. Every problem is a CNIError(INVALID_CONFIG) whose message quotes
-the offending element and names the field.
+the offending element and names the field. `Isolation` decides which namespaces' NADs
+the selections of a pod may name (`namespaceIsolation`, `globalNamespaces`).
 """
 
 from __future__ import annotations
@@ -459,3 +460,50 @@ def assign_interface_names(
         owners[ifname] = f"element {i + 1} ({selection.key})"
         names.append(ifname)
     return names
+
+
+# --- namespace isolation ------------------------------------------------------------
+
+
+def parse_global_namespaces(value: str) -> tuple[str, ...]:
+    """`globalNamespaces`: a comma-separated list; blanks around names are dropped."""
+    return tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """`namespaceIsolation`: which namespaces' NADs a pod may name itself.
+
+    With isolation on, a pod may name NADs in its own namespace and in the global
+    namespaces, nothing else: no namespace is exempt by being special (kube-system,
+    multusNamespace), and names compare exactly, as the API server's do. It applies to
+    what the pod names (both annotations), never to what the node's config chooses.
+    """
+
+    enabled: bool = False
+    global_namespaces: tuple[str, ...] = ("default",)
+
+    def allows(self, pod_namespace: str, nad_namespace: str) -> bool:
+        if not self.enabled or nad_namespace == pod_namespace:
+            return True
+        return nad_namespace in self.global_namespaces
+
+    def check(self, pod_namespace: str, selections: Iterable[NetworkSelection],
+              annotation: str) -> None:
+        """Refuse the first selection the pod may not use, naming the annotation."""
+        for selection in selections:
+            if not self.allows(pod_namespace, selection.namespace):
+                raise CNIError(INVALID_CONFIG,
+                               self.refusal(pod_namespace, selection, annotation))
+
+    def refusal(self, pod_namespace: str, selection: NetworkSelection, annotation: str) -> str:
+        where = f"pod annotation {annotation}"
+        if annotation == NETWORKS_ANNOTATION:
+            where += f": element {selection.position}"
+        if self.global_namespaces:
+            allowed = ("NADs in its own namespace or in the global namespaces "
+                       f"({', '.join(self.global_namespaces)})")
+        else:
+            allowed = "NADs in its own namespace only (globalNamespaces is empty)"
+        return (f"{where}: namespace isolation is enabled: a pod in namespace {pod_namespace} "
+                f"may not use NetworkAttachmentDefinition {selection.key}; it may use {allowed}")

@@ -7,9 +7,7 @@ import yaml
 from multinet.cni.errors import INVALID_CONFIG, CNIError
 from multinet.k8s.nad import (
     NetworkAttachmentDefinition,
-    is_namespace_allowed,
     nad_cni_config,
-    namespace_refusal_message,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,31 +155,6 @@ def test_nothing_on_disk_names_nad_and_directory(tmp_path):
     assert info.value.code == INVALID_CONFIG
     assert "ns1/net-a" in info.value.msg
     assert str(tmp_path) in info.value.msg
-
-
-# --- namespace isolation -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("pod_ns", "nad_ns", "isolation", "global_ns", "allowed"),
-    [
-        ("a", "b", False, [], True),
-        ("a", "a", True, [], True),
-        ("a", "b", True, ["default"], False),
-        ("a", "default", True, ["default"], True),
-        ("a", "default", True, ["kube-system"], False),
-        ("a", "b", True, ["default", "b"], True),
-    ],
-)
-def test_is_namespace_allowed(pod_ns, nad_ns, isolation, global_ns, allowed):
-    assert is_namespace_allowed(pod_ns, nad_ns, isolation, global_ns) is allowed
-
-
-def test_namespace_refusal_message():
-    msg = namespace_refusal_message("team-a", "team-b", "net-x")
-    assert "team-a" in msg
-    assert "team-b/net-x" in msg
-    assert "isolation" in msg
 
 
 # --- shipped YAML: CRD and example NADs ------------------------------------------------

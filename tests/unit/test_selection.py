@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import jsonschema
@@ -519,3 +520,91 @@ def test_generated_name_colliding_with_an_earlier_explicit_one():
     assert 'interface "net2" generated for element 2 (p/n1) collides with element 1 (p/n0)' in (
         info.value.msg
     )
+
+
+# --- exact messages and edges a mutation run found unchecked ------------------------
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("net-a, /net-b", 'element 2 "/net-b": empty namespace before "/"'),
+    ("net-a, net-b@", 'element 2 "net-b@": empty interface name after "@"'),
+    (one(ips=["198.18.1.2"], **{"ipam-claim-reference": "claim"}),
+     'element 1 {"name":"net-a","ips":["198.18.1.2"],"ipam-claim-reference":"claim"}: '
+     "ips and ipam-claim-reference cannot both be set"),
+    (json.dumps([{"name": "a"}, {"name": "b", "default-route": ["198.18.0.1", "198.18.0.2"]}]),
+     'element 2 {"name":"b","default-route":["198.18.0.1","198.18.0.2"]}: default-route has '
+     'more than one IPv4 gateway ("198.18.0.1", "198.18.0.2")'),
+    (json.dumps([{"name": "a", "default-route": []}, {"name": "b", "default-route": []}]),
+     'element 2 {"name":"b","default-route":[]}: default-route is already set by element 1;'
+     " at most one element may carry default-route"),
+    (one(portMappings=[{"hostPort": 0, "containerPort": 80}]),
+     'element 1 {"name":"net-a","portMappings":[{"hostPort":0,"containerPort":80}]}: '
+     "portMappings[0].hostPort 0 is out of range (1-65535)"),
+    (one(bandwidth={"egressBurst": 5}),
+     'element 1 {"name":"net-a","bandwidth":{"egressBurst":5}}: '
+     "bandwidth.egressBurst requires bandwidth.egressRate"),
+    (one(portMappings=[1]),
+     'element 1 {"name":"net-a","portMappings":[1]}: portMappings[0] 1 must be an object'),
+    ("Xnet", 'element 1 "Xnet": name "Xnet" is not a valid DNS-1123 label'),
+    ("XX[{XX", 'element 1 "XX[{XX": name "XX[{XX" is not a valid DNS-1123 label'),
+])
+def test_exact_messages(value, message):
+    assert parse_error(value) == PREFIX + message
+
+
+def test_single_object_message():
+    assert parse_error('{"name":"net-a"}') == (
+        PREFIX + "JSON form must be a list of objects, not a single object")
+    with pytest.raises(CNIError) as info:
+        parse_default_network_annotation('{"name":"net-a"}', "ns")
+    assert info.value.msg == ("pod annotation v1.multus-cni.io/default-network: "
+                              "JSON form must be a list of objects, not a single object")
+
+
+def test_messages_quote_non_ascii_as_written():
+    assert parse_error("nét") == (
+        PREFIX + 'element 1 "nét": name "nét" is not a valid DNS-1123 label')
+    assert parse_error(one(mac="é")) == (
+        PREFIX + 'element 1 {"name":"net-a","mac":"é"}: mac "é" is not a valid MAC address')
+
+
+def test_quotes_are_cut_at_200_characters():
+    # The element quote is cut to 197 characters plus "..."; 200 exactly are kept whole.
+    def element(size: int) -> str:
+        bare = json.dumps({"name": "net-a", "mac": "zz", "n": ""}, separators=(",", ":"))
+        return json.dumps([{"name": "net-a", "mac": "zz", "n": "x" * (size - len(bare))}],
+                          separators=(",", ":"))
+
+    fits = element(200)
+    assert len(fits) - 2 == 200
+    bad_mac = 'mac "zz" is not a valid MAC address'
+    assert parse_error(fits) == PREFIX + f"element 1 {fits[1:-1]}: {bad_mac}"
+    long = element(201)
+    quote = long[1:198] + "..."
+    assert parse_error(long) == PREFIX + f"element 1 {quote}: {bad_mac}"
+
+
+def test_empty_protocol_and_host_ip_mean_not_set():
+    got = parse(one(portMappings=[{"hostPort": 1, "containerPort": 2, "protocol": "",
+                                   "hostIP": ""}]))
+    assert got[0].port_mappings == ({"hostPort": 1, "containerPort": 2},)
+    got = parse(one(portMappings=[{"hostPort": 1, "containerPort": 2, "protocol": None,
+                                   "hostIP": None}]))
+    assert got[0].port_mappings == ({"hostPort": 1, "containerPort": 2},)
+
+
+def test_lone_surrogates_never_raise_anything_but_cni_errors():
+    assert isinstance(is_interface_name("\udc80x"), bool)
+    with contextlib.suppress(CNIError):
+        parse(json.dumps([{"name": "net-a", "interface": "\udc80x"}]))
+
+
+def test_collision_messages_name_the_owner_exactly():
+    with pytest.raises(CNIError) as info:
+        assign_interface_names(sels(None, "eth0"))
+    assert info.value.msg == (
+        'interface "eth0" requested for element 2 (p/n1) collides with the primary interface')
+    with pytest.raises(CNIError) as info:
+        assign_interface_names(sels(None, None), taken=["net2"])
+    assert info.value.msg == (
+        'interface "net2" generated for element 2 (p/n1) collides with an existing attachment')
