@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from multinet.cni.errors import IO_FAILURE, TRY_AGAIN_LATER, CNIError
+from multinet.fileio import UnsafeDirectory, prepare_private_dir
 
 LOCK_DIR = ".locks"
 # A leading dot: no container id can name this file (ids start alphanumeric).
@@ -38,13 +39,25 @@ _held: dict[str, tuple[int, tuple[int, ...]]] = {}
 _held_guard = threading.Lock()
 
 
+def prepare_cni_dir(cni_dir: str) -> None:
+    """cniDir ours alone (fileio.prepare_private_dir), or code 5 saying why not."""
+    try:
+        prepare_private_dir(cni_dir)
+    except UnsafeDirectory as exc:
+        raise CNIError(IO_FAILURE, f"cniDir: {exc}") from None
+    except OSError as exc:
+        raise CNIError(IO_FAILURE, f"cniDir {cni_dir}: {exc.strerror or exc}") from None
+
+
 def open_lock_dir(cni_dir: str) -> int:
-    """A descriptor on the lock dir, made root-only if new; a symlink is refused."""
+    """A descriptor on the lock dir, made root-only if new; a symlink is refused,
+    and so is a cniDir that is not ours alone (checked first: nothing is ever made
+    behind a link)."""
+    prepare_cni_dir(cni_dir)
     path = os.path.join(cni_dir, LOCK_DIR)
     try:
         fd = os.open(path, _DIR_FLAGS)
     except FileNotFoundError:
-        os.makedirs(cni_dir, mode=0o700, exist_ok=True)
         with suppress(FileExistsError):
             os.mkdir(path, 0o700)
         fd = _open_dir(path)

@@ -21,16 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from multinet.attach.lock import LOCK_DIR
+from multinet.attach.lock import LOCK_DIR, prepare_cni_dir
 from multinet.attach.plan import Attachment
 from multinet.cni.errors import DECODE_FAILURE, INVALID_CONFIG, IO_FAILURE, CNIError
 from multinet.cni.request import CONTAINER_ID_RE
 from multinet.fileio import (
-    UnsafeDirectory,
     atomic_write,
     ensure_private_dir,
     fsync_dir,
-    prepare_private_dir,
     remove_stale_temp_files,
 )
 
@@ -179,12 +177,7 @@ class RecordStore:
 
     def __init__(self, cni_dir: str) -> None:
         self.cni_dir = cni_dir
-        try:
-            prepare_private_dir(cni_dir)
-        except UnsafeDirectory as exc:
-            raise CNIError(IO_FAILURE, f"cniDir: {exc}") from None
-        except OSError as exc:
-            raise CNIError(IO_FAILURE, f"cniDir {cni_dir}: {exc.strerror or exc}") from None
+        prepare_cni_dir(cni_dir)
         # Records read back whole or written by this store: safe to keep as .prev.
         self._good: set[str] = set()
 
