@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multinet.attach.conf import MultinetConf
-from multinet.attach.plan import Attachment, check_unique_ifnames
+from multinet.attach.plan import Attachment, check_attachment_count, check_unique_ifnames
 from multinet.cni.confdir import find_network_config, first_config_in_dir, load_config_file
 from multinet.cni.errors import INVALID_CONFIG, TRY_AGAIN_LATER, CNIError
 from multinet.cni.netconf import NetworkList, load_network
@@ -137,6 +137,8 @@ def plan_for_pod(
             raise
         # The NPWG spec's reading: an invalid annotation is ignored, the pod gets eth0 only.
         warnings.append(f"{err.msg}; attaching the cluster network only")
+    check_attachment_count(1 + len(selections),
+                           f"pod {ref.key}: annotation {NETWORKS_ANNOTATION} and defaultNetworks")
     ifnames = assign_interface_names(selections, request.ifname)
     factory = allocator_factory or _kubelet_allocator
     allocator: DeviceAllocator | None = None

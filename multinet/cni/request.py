@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from multinet.cni import strictjson
 from multinet.cni.errors import DECODE_FAILURE, INVALID_CONFIG, INVALID_ENV, CNIError
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
@@ -22,7 +23,13 @@ _REQUIRED_ENV: dict[str, tuple[str, ...]] = {
     "VERSION": (),
 }
 
-CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+# Runtimes make 64-character ids; the bound keeps every file name made from one (record,
+# `<id>.lock`, device-info `<net>-<id>_<ifname>`) under NAME_MAX (255 bytes).
+MAX_CONTAINER_ID_LENGTH = 128
+# \Z, not $: `$` also matches before a trailing newline. Callers may use match or fullmatch.
+CONTAINER_ID_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
+# Verbs whose CNI_NETNS names a namespace that must exist (DEL may come without one).
+_NETNS_REQUIRED = ("ADD", "CHECK")
 _IFNAME_FORBIDDEN = re.compile(r"[/:\s]")
 
 
@@ -79,10 +86,7 @@ def decode_config(stdin: bytes) -> dict[str, Any]:
     """Decode the stdin config; an empty stdin is an empty object (VERSION allows it)."""
     if not stdin.strip():
         return {}
-    try:
-        config = json.loads(stdin)
-    except (ValueError, RecursionError) as exc:
-        raise CNIError(DECODE_FAILURE, f"stdin config is not valid JSON: {exc}") from None
+    config = strictjson.loads(stdin, "stdin config", DECODE_FAILURE)
     if not isinstance(config, dict):
         raise CNIError(DECODE_FAILURE, "stdin config must be a JSON object")
     return config
@@ -113,18 +117,28 @@ def request_from_env(env: Mapping[str, str], stdin: bytes) -> Request:
     return request
 
 
+def container_id_problem(container_id: str) -> str | None:
+    """Why `container_id` is not a CNI container id we can name files after; None if it is."""
+    if len(container_id) > MAX_CONTAINER_ID_LENGTH:
+        return f"is {len(container_id)} characters long, at most {MAX_CONTAINER_ID_LENGTH}"
+    if not CONTAINER_ID_RE.match(container_id):
+        return "is invalid: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]* (CNI spec)"
+    return None
+
+
 def validate_request(request: Request) -> None:
     """Check identifiers the runtime handed us before anything uses them in a path."""
     if request.command in ("ADD", "DEL", "CHECK"):
-        if not CONTAINER_ID_RE.match(request.container_id):
-            raise CNIError(
-                INVALID_ENV,
-                f"CNI_CONTAINERID {request.container_id!r} is invalid",
-                "it must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
-            )
+        problem = container_id_problem(request.container_id)
+        if problem:
+            shown = request.container_id[:MAX_CONTAINER_ID_LENGTH + 8]
+            raise CNIError(INVALID_ENV, f"CNI_CONTAINERID {shown!r} {problem}")
         problem = ifname_problem(request.ifname)
         if problem:
             raise CNIError(INVALID_ENV, f"CNI_IFNAME {request.ifname!r} {problem}")
         parse_cni_args(request.args)
+    if request.command in _NETNS_REQUIRED and not os.path.isabs(request.netns):
+        raise CNIError(INVALID_ENV, f"CNI_NETNS {request.netns!r} must be an absolute path",
+                       "the path of the container's network namespace, e.g. /run/netns/NAME")
     if request.command != "VERSION" and not isinstance(request.config.get("cniVersion"), str):
         raise CNIError(INVALID_CONFIG, "config: cniVersion is required and must be a string")

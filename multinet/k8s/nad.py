@@ -9,10 +9,10 @@ a different non-empty name is kept.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from multinet.cni import strictjson
 from multinet.cni.confdir import find_network_config
 from multinet.cni.errors import INVALID_CONFIG, CNIError
 
@@ -60,8 +60,8 @@ class NetworkAttachmentDefinition:
 
 def _parse_or_none(text: str) -> dict[str, Any] | None:
     try:
-        conf = json.loads(text) if text.strip() else None
-    except (ValueError, RecursionError):
+        conf = strictjson.loads(text, "spec.config") if text.strip() else None
+    except CNIError:
         return None
     return conf if isinstance(conf, dict) else None
 
@@ -97,13 +97,8 @@ def nad_cni_config(nad: NetworkAttachmentDefinition, conf_dir: str) -> dict[str,
 def _spec_config(nad: NetworkAttachmentDefinition) -> dict[str, Any]:
     if nad.config is not None:
         return copy.deepcopy(nad.config)
-    try:
-        conf = json.loads(nad.config_text)
-    except (ValueError, RecursionError) as exc:
-        raise CNIError(
-            INVALID_CONFIG,
-            f"NetworkAttachmentDefinition {nad.key}: spec.config is not valid JSON: {exc}",
-        ) from None
+    conf = strictjson.loads(nad.config_text, f"NetworkAttachmentDefinition {nad.key}: "
+                            "spec.config", INVALID_CONFIG)
     if not isinstance(conf, dict):
         raise CNIError(
             INVALID_CONFIG,
