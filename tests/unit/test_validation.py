@@ -303,3 +303,16 @@ def test_the_schema_bounds_match_the_documented_constants():
     assert props["parallelAttachments"]["maximum"] == MAX_ATTACHMENTS
     for key in TIMEOUT_KEYS:
         assert props[key]["maximum"] == MAX_TIMEOUT_SECONDS
+
+
+@pytest.mark.parametrize("info", [
+    {"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:00:01.0\n"}},
+    {"type": "pci", "version": "1.1.0\n", "pci": {"pci-address": "0000:00:01.0"}},
+    {"type": "vdpa", "version": "1.1.0", "vdpa": {"parent-device": "v", "driver": "vhost",
+                                                  "path": "/d", "pf-pci-address": "0000:00:01.0\n"}},
+])
+def test_device_info_fields_with_a_trailing_newline_are_refused(info):
+    from multinet.k8s.devinfo import validate_device_info
+    validate_device_info({"type": "pci", "version": "1.1.0",
+                          "pci": {"pci-address": "0000:00:01.0"}})
+    refused(lambda: validate_device_info(info), DECODE_FAILURE)
