@@ -37,7 +37,7 @@ def ifname_problem(name: str) -> str | None:
     """Why `name` cannot be a Linux interface name, or None if it can."""
     if not name:
         return "is empty"
-    if len(name.encode()) > 15:
+    if len(name.encode("utf-8", "surrogateescape")) > 15:
         return "is longer than 15 bytes"
     if name in (".", ".."):
         return "may not be '.' or '..'"
@@ -92,6 +92,24 @@ def decode_config(stdin: bytes) -> dict[str, Any]:
     return config
 
 
+_ENV_KEYS = ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH")
+
+
+def _env_value_problem(value: object) -> str | None:
+    """Why `value` could not be a process environment value (a daemon frame can carry
+    anything); None if it could. Invalid UTF-8 from a real environment arrives as
+    surrogate escapes, which are kept."""
+    if not isinstance(value, str):
+        return "must be a string"
+    try:
+        raw = os.fsencode(value)
+    except UnicodeError:
+        return "is not encodable as an environment value"
+    if b"\0" in raw:
+        return "may not contain a NUL byte"
+    return None
+
+
 def request_from_env(env: Mapping[str, str], stdin: bytes) -> Request:
     """Build and validate a Request from a process environment and stdin."""
     command = env.get("CNI_COMMAND", "")
@@ -99,6 +117,10 @@ def request_from_env(env: Mapping[str, str], stdin: bytes) -> Request:
         raise CNIError(INVALID_ENV, "required env variables [CNI_COMMAND] missing")
     if command not in COMMANDS:
         raise CNIError(INVALID_ENV, f"unknown CNI_COMMAND: {command}")
+    for name in _ENV_KEYS:
+        problem = _env_value_problem(env.get(name, ""))
+        if problem:
+            raise CNIError(INVALID_ENV, f"{name} {problem}")
     missing = [name for name in _REQUIRED_ENV[command] if not env.get(name)]
     if missing:
         raise CNIError(INVALID_ENV, f"required env variables [{', '.join(missing)}] missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import example, given
@@ -39,12 +40,19 @@ cni_args = st.sampled_from(["", "K8S_POD_NAME=p;K8S_POD_NAMESPACE=n", "=", "a", 
     | st.text(max_size=20)
 
 
+odd_text = st.sampled_from(["a\0b", "a\ud800", "\udcff", "/a\0"]) \
+    | st.text(st.characters(blacklist_categories=()), max_size=8)
+
+
 @st.composite
 def environments(draw: st.DrawFn) -> dict[str, str]:
     env = {"CNI_COMMAND": draw(st.sampled_from(COMMANDS) | st.text(max_size=8))}
     env.update(draw(st.fixed_dictionaries({}, optional={
         "CNI_CONTAINERID": container_ids, "CNI_NETNS": netns_paths, "CNI_IFNAME": ifnames,
         "CNI_ARGS": cni_args, "CNI_PATH": st.text(max_size=20)})))
+    if draw(st.booleans()):
+        env[draw(st.sampled_from(["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS",
+                                  "CNI_PATH"]))] = draw(odd_text)
     return env
 
 
@@ -62,6 +70,8 @@ stdins = raw_bytes | json_values.map(json_text) | network_confs().map(json_text)
          b'{"cniVersion": "1.1.0"}')
 @example({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "a", "CNI_NETNS": "/x", "CNI_IFNAME": "e"},
          b'{"cniVersion": "1.1.0", "delegateTimeoutSeconds": NaN}')
+@example({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "a", "CNI_NETNS": "/x",
+          "CNI_IFNAME": "e\ud800"}, b'{"cniVersion": "1.1.0"}')
 def test_the_cni_environment_parses_or_is_refused(env: dict[str, str], stdin: bytes) -> None:
     try:
         request = request_from_env(env, stdin)
@@ -70,6 +80,8 @@ def test_the_cni_environment_parses_or_is_refused(env: dict[str, str], stdin: by
         return
     # What was accepted is what the spec allows.
     assert request.command in COMMANDS
+    for key in ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"):
+        assert b"\0" not in os.fsencode(env.get(key, ""))  # what delegates get is passable
     if request.command in ("ADD", "DEL", "CHECK"):
         assert len(request.container_id) <= MAX_CONTAINER_ID_LENGTH
         assert request.container_id.isascii() and "\n" not in request.container_id

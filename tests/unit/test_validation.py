@@ -308,11 +308,25 @@ def test_the_schema_bounds_match_the_documented_constants():
 @pytest.mark.parametrize("info", [
     {"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:00:01.0\n"}},
     {"type": "pci", "version": "1.1.0\n", "pci": {"pci-address": "0000:00:01.0"}},
-    {"type": "vdpa", "version": "1.1.0", "vdpa": {"parent-device": "v", "driver": "vhost",
-                                                  "path": "/d", "pf-pci-address": "0000:00:01.0\n"}},
+    {"type": "vdpa", "version": "1.1.0",
+     "vdpa": {"parent-device": "v", "driver": "vhost", "path": "/d",
+              "pf-pci-address": "0000:00:01.0\n"}},
 ])
 def test_device_info_fields_with_a_trailing_newline_are_refused(info):
     from multinet.k8s.devinfo import validate_device_info
     validate_device_info({"type": "pci", "version": "1.1.0",
                           "pci": {"pci-address": "0000:00:01.0"}})
     refused(lambda: validate_device_info(info), DECODE_FAILURE)
+
+
+@pytest.mark.parametrize("key", ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS",
+                                 "CNI_PATH"])
+@pytest.mark.parametrize("bad", ["a\0b", "a\ud800"])
+def test_env_values_a_process_environment_cannot_hold_are_refused(tmp_path, key, bad):
+    # Only a daemon frame can carry these; a delegate could never be given them.
+    value = "/" + bad if key == "CNI_NETNS" else bad
+    stdin = json.dumps(base_conf(tmp_path)).encode()
+    err = refused(lambda: request_from_env(env(**{key: value}), stdin), INVALID_ENV)
+    assert key in err.msg
+    code, reply = answer(env(**{key: value}), stdin)
+    assert code == INVALID_ENV
