@@ -330,3 +330,12 @@ def test_env_values_a_process_environment_cannot_hold_are_refused(tmp_path, key,
     assert key in err.msg
     code, reply = answer(env(**{key: value}), stdin)
     assert code == INVALID_ENV
+
+
+@pytest.mark.parametrize("value", [5, True, [], {}, "garbage", None])
+def test_the_shim_answers_version_in_a_version_it_speaks(value):
+    from multinet import shim
+    status, out = shim.run({"CNI_COMMAND": "VERSION"}, json.dumps({"cniVersion": value}).encode())
+    assert status == 0 and json.loads(out)["cniVersion"] == versions.LATEST
+    _, out = shim.run({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "0.4.0"}')
+    assert json.loads(out)["cniVersion"] == "0.4.0"
