@@ -2,13 +2,15 @@
 
 Python's json module reads `NaN`, `Infinity` and `1e400` (as inf) without a word;
 a timeout of NaN then never expires and a Go delegate cannot read the config it is
-handed. Everything multinet decodes from outside goes through `loads`.
+handed. Every config multinet reads (stdin, conf files, NADs, the daemon's file) goes
+through `loads`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from multinet.cni.errors import DECODE_FAILURE, CNIError
@@ -43,9 +45,9 @@ def non_finite_path(value: Any) -> tuple[str, str] | None:
         item, path = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             return render_path(path), getattr(item, "text", repr(item))
-        if isinstance(item, dict):
-            stack.extend((v, [*path, str(k)]) for k, v in reversed(item.items()))
-        elif isinstance(item, list):
+        if isinstance(item, Mapping):
+            stack.extend((v, [*path, str(k)]) for k, v in reversed(list(item.items())))
+        elif isinstance(item, (list, tuple)):
             stack.extend((v, [*path, i]) for i, v in reversed(list(enumerate(item))))
     return None
 
@@ -72,6 +74,6 @@ def loads(data: bytes | str, what: str, code: int = DECODE_FAILURE) -> Any:
     found = non_finite_path(value) if seen else None  # walk only when there is one to name
     if found is not None:
         path, text = found
-        raise CNIError(code, f"{what}: {path}: {text} is not a JSON number",
+        raise CNIError(code, f"{what}: {path}: {text} is not a finite number",
                        "JSON numbers are finite (RFC 8259 section 6)")
     return value
