@@ -339,3 +339,10 @@ def test_the_shim_answers_version_in_a_version_it_speaks(value):
     assert status == 0 and json.loads(out)["cniVersion"] == versions.LATEST
     _, out = shim.run({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "0.4.0"}')
     assert json.loads(out)["cniVersion"] == "0.4.0"
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_an_annotation_may_not_hand_a_non_finite_number_to_a_delegate(literal):
+    value = '[{"name": "net-a", "cni-args": {"rate": %s}}]'.replace("%s", literal)
+    err = refused(lambda: parse_networks_annotation(value, "pod-ns"), INVALID_CONFIG)
+    assert "k8s.v1.cni.cncf.io/networks" in err.msg and literal in err.msg
