@@ -26,7 +26,7 @@ INTERNAL = 101  # what an unexpected exception becomes: never an answer to bad i
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile("multinet-property", max_examples=200, deadline=None,
-                          derandomize=True, suppress_health_check=_QUIET)
+                          derandomize=True, database=None, suppress_health_check=_QUIET)
 settings.register_profile("multinet-property-deep", max_examples=5000, deadline=None,
                           suppress_health_check=_QUIET)
 
