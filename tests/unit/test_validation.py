@@ -346,3 +346,16 @@ def test_an_annotation_may_not_hand_a_non_finite_number_to_a_delegate(literal):
     value = '[{"name": "net-a", "cni-args": {"rate": %s}}]'.replace("%s", literal)
     err = refused(lambda: parse_networks_annotation(value, "pod-ns"), INVALID_CONFIG)
     assert "k8s.v1.cni.cncf.io/networks" in err.msg and literal in err.msg
+
+
+@pytest.mark.parametrize(("text", "path"), [
+    ('{"a": [1, {"b": NaN}]}', "a[1].b"),
+    ("[Infinity]", "[0]"),
+    ("-Infinity", "(top level)"),
+    ('{"x": {"y": 1e400}}', "x.y"),
+])
+def test_strict_json_names_the_first_non_finite_number(text, path):
+    from multinet.cni import strictjson
+    err = refused(lambda: strictjson.loads(text, "thing", INVALID_CONFIG), INVALID_CONFIG)
+    assert err.msg.startswith(f"thing: {path}: ")
+    assert strictjson.loads('{"a": [1.5, -2e10, 0]}', "thing") == {"a": [1.5, -2e10, 0]}
