@@ -281,7 +281,9 @@ def in_process(env: Mapping[str, str], stdin: bytes, path: str) -> tuple[int, st
 # -- the verbs -----------------------------------------------------------------------------
 
 def _version(config: Mapping[str, Any]) -> tuple[int, str]:
-    version = config.get("cniVersion") or LATEST
+    version = config.get("cniVersion")
+    if version not in SUPPORTED_VERSIONS:  # never echo what we do not speak (a list, 5, ...)
+        version = LATEST
     return 0, json.dumps({"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)})
 
 

@@ -11,12 +11,21 @@ from typing import Any
 
 import jsonschema
 
+from multinet.cni import strictjson
 from multinet.cni import version as versions
 from multinet.cni.errors import INVALID_CONFIG, CNIError
 
 DEFAULT_CNI_DIR = "/var/lib/cni/multinet"
 DEFAULT_CONF_DIR = "/etc/cni/multinet/net.d"
 DEFAULT_BIN_DIR = "/opt/cni/bin"
+# The most networks one pod may have, the cluster network included. Delegates run one
+# after another inside the runtime's ADD deadline and each adds an entry to the pod's
+# network-status annotation; 64 is several times the interfaces real pods carry (SR-IOV
+# and CNF pods use a handful) and keeps a refused pod cheap. The schema's
+# parallelAttachments maximum is the same number.
+MAX_ATTACHMENTS = 64
+# Every timeout key is at most an hour: longer holds a worker (and the pod) for good.
+MAX_TIMEOUT_SECONDS = 3600
 
 
 @cache
@@ -34,6 +43,11 @@ def field_path(path: Any) -> str:
 
 
 def validate(raw: Mapping[str, Any]) -> None:
+    # JSON Schema lets NaN through every bound (each comparison with NaN is false).
+    found = strictjson.non_finite_path(raw)
+    if found is not None:
+        raise CNIError(INVALID_CONFIG, f"multinet config: {found[0]}: {found[1]} is not a "
+                       "finite number")
     error = jsonschema.exceptions.best_match(_validator().iter_errors(raw))
     if error is not None:
         raise CNIError(INVALID_CONFIG, f"multinet config: {field_path(error.absolute_path)}: "

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multinet.attach.conf import MultinetConf
-from multinet.attach.plan import Attachment, check_unique_ifnames
+from multinet.attach.plan import Attachment, check_attachment_count, check_unique_ifnames
 from multinet.cni.confdir import find_network_config, first_config_in_dir, load_config_file
 from multinet.cni.errors import INVALID_CONFIG, TRY_AGAIN_LATER, CNIError
 from multinet.cni.netconf import NetworkList, load_network
@@ -130,9 +130,6 @@ def plan_for_pod(
         named = []
     settings.isolation.check(ref.namespace, named, NETWORKS_ANNOTATION)
 
-    cluster = _cluster_network(conf, settings, kube, override)
-    attachments = [Attachment(name=cluster[0], network=cluster[1], ifname=request.ifname,
-                              is_default=True, capability_args=dict(conf.runtime_config))]
     # defaultNetworks are the node's choice, not the pod's: isolation does not apply
     # (as in Multus), but pods in systemNamespaces do without them.
     defaults: list[NetworkSelection] = []
@@ -140,6 +137,12 @@ def plan_for_pod(
         defaults = [NetworkSelection(name=n, namespace=settings.multus_namespace)
                     for n in settings.default_networks]
     selections = defaults + named
+    check_attachment_count(1 + len(selections),
+                           f"pod {ref.key}: annotation {NETWORKS_ANNOTATION} and defaultNetworks")
+
+    cluster = _cluster_network(conf, settings, kube, override)
+    attachments = [Attachment(name=cluster[0], network=cluster[1], ifname=request.ifname,
+                              is_default=True, capability_args=dict(conf.runtime_config))]
     ifnames = assign_interface_names(selections, request.ifname)
     factory = allocator_factory or _kubelet_allocator
     allocator: DeviceAllocator | None = None

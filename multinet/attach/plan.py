@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from multinet.attach.conf import MultinetConf
+from multinet.attach.conf import MAX_ATTACHMENTS, MultinetConf
 from multinet.cni.errors import INVALID_CONFIG, CNIError
 from multinet.cni.netconf import NetworkList, load_network
 from multinet.cni.request import Request
@@ -48,6 +48,16 @@ class Attachment:
         )
 
 
+def check_attachment_count(count: int, where: str) -> None:
+    """Refuse a plan of more than MAX_ATTACHMENTS networks before anything is looked up."""
+    if count > MAX_ATTACHMENTS:
+        raise CNIError(
+            INVALID_CONFIG,
+            f"{where}: {count} networks for one pod, at most {MAX_ATTACHMENTS} "
+            "(the cluster network included)",
+        )
+
+
 def check_unique_ifnames(plan: list[Attachment]) -> None:
     seen: dict[str, str] = {}
     for attachment in plan:
@@ -68,6 +78,7 @@ def plan_from_delegates(conf: MultinetConf, request: Request) -> list[Attachment
     """
     if not conf.delegates:
         raise CNIError(INVALID_CONFIG, "multinet config: no networks: set delegates")
+    check_attachment_count(len(conf.delegates), "multinet config: delegates")
     plan = []
     for index, raw in enumerate(conf.delegates):
         network = load_network(raw, f"delegates[{index}]")

@@ -43,7 +43,11 @@ LOCK_MARGIN = 10.0
 
 
 def version_reply(request: Request) -> dict[str, Any]:
-    version = request.config.get("cniVersion") or versions.LATEST
+    """The versions we speak, in the version asked when we speak it, else the latest
+    (as libcni's plugins answer: VERSION never fails over what the caller speaks)."""
+    version = request.config.get("cniVersion")
+    if not isinstance(version, str) or version not in versions.SUPPORTED_VERSIONS:
+        version = versions.LATEST
     return {"cniVersion": version, "supportedVersions": list(versions.SUPPORTED_VERSIONS)}
 
 

@@ -7,10 +7,10 @@ the single-plugin `*.conf` / `*.json` files, sorted.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
+from multinet.cni import strictjson
 from multinet.cni.errors import DECODE_FAILURE, INVALID_CONFIG, IO_FAILURE, CNIError
 
 CONFLIST_EXTENSIONS = (".conflist",)
@@ -24,10 +24,7 @@ def load_config_file(path: str) -> dict[str, Any]:
             raw = f.read()
     except OSError as exc:
         raise CNIError(IO_FAILURE, f"cannot read CNI config {path}: {exc.strerror}") from None
-    try:
-        conf = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise CNIError(DECODE_FAILURE, f"CNI config {path} is not valid JSON: {exc}") from None
+    conf = strictjson.loads(raw, f"CNI config {path}", DECODE_FAILURE)
     if not isinstance(conf, dict):
         raise CNIError(INVALID_CONFIG, f"CNI config {path} is not a JSON object")
     return conf

@@ -11,8 +11,9 @@ from typing import Any
 from multinet.cni import version as versions
 from multinet.cni.errors import INVALID_CONFIG, CNIError
 
-NETWORK_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-PLUGIN_TYPE_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+# \Z, not $: `$` also matches before a trailing newline.
+NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
+PLUGIN_TYPE_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
 
 
 def plugin_type_problem(plugin_type: object) -> str | None:
@@ -23,7 +24,7 @@ def plugin_type_problem(plugin_type: object) -> str | None:
     """
     if not isinstance(plugin_type, str) or not plugin_type:
         return "is missing or not a string"
-    if plugin_type in (".", "..") or not PLUGIN_TYPE_RE.match(plugin_type):
+    if plugin_type in (".", "..") or not PLUGIN_TYPE_RE.fullmatch(plugin_type):
         return "must be a plain file name ([A-Za-z0-9._-]+), never a path"
     return None
 
@@ -100,7 +101,7 @@ def load_network(raw: Mapping[str, Any], where: str) -> NetworkList:
     if not isinstance(raw, Mapping):
         raise CNIError(INVALID_CONFIG, f"{where}: a network config must be a JSON object")
     name = raw.get("name")
-    if not isinstance(name, str) or not NETWORK_NAME_RE.match(name):
+    if not isinstance(name, str) or not NETWORK_NAME_RE.fullmatch(name):
         raise CNIError(
             INVALID_CONFIG,
             f"{where}: name {name!r} is invalid",

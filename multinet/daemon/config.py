@@ -8,13 +8,15 @@ namespaceIsolation and the like are decided on the node, not by the runtime.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from multinet.attach.conf import validate
+from multinet.attach.conf import MAX_TIMEOUT_SECONDS, validate
 from multinet.cli.logs import LEVELS
+from multinet.cni import strictjson
 from multinet.cni.errors import CNIError
 from multinet.shim import DEFAULT_SOCKET
 
@@ -22,6 +24,8 @@ DEFAULT_METRICS_ADDRESS = "127.0.0.1"
 DEFAULT_METRICS_PORT = 9091
 DEFAULT_MAX_CONCURRENCY = 16
 DEFAULT_SHUTDOWN_GRACE = 30.0
+# One worker thread each: far beyond what a node's pod churn needs, still a bounded cost.
+MAX_CONCURRENCY = 1024
 
 # Settings of the daemon itself: never laid over a request.
 DAEMON_KEYS = frozenset({
@@ -67,6 +71,14 @@ def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], defa
     return value
 
 
+def _seconds(raw: Mapping[str, Any], key: str, default: float) -> float:
+    value = _typed(raw, key, (int, float), default)
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIMEOUT_SECONDS:
+        raise ConfigError(f"{key}: must be a number of seconds from 0 to {MAX_TIMEOUT_SECONDS}, "
+                          f"got {value!r}")
+    return float(value)
+
+
 def _socket_path(raw: Mapping[str, Any]) -> str:
     if "socketPath" in raw:
         return _typed(raw, "socketPath", str, "")
@@ -82,12 +94,12 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         raise ConfigError("the daemon config must be a JSON object")
     limit = _typed(raw, "maxConcurrency", int,
                    raw.get("connectionLimit", DEFAULT_MAX_CONCURRENCY))
-    if limit < 1:
-        raise ConfigError(f"maxConcurrency: must be at least 1, got {limit}")
+    if not 1 <= limit <= MAX_CONCURRENCY:
+        raise ConfigError(f"maxConcurrency: must be from 1 to {MAX_CONCURRENCY}, got {limit}")
     port = _typed(raw, "metricsPort", int, DEFAULT_METRICS_PORT)
     if not 0 <= port <= 65535:
         raise ConfigError(f"metricsPort: {port} is not a TCP port")
-    grace = float(_typed(raw, "shutdownGraceSeconds", (int, float), DEFAULT_SHUTDOWN_GRACE))
+    grace = _seconds(raw, "shutdownGraceSeconds", DEFAULT_SHUTDOWN_GRACE)
     socket_path = _socket_path(raw)
     if not os.path.isabs(socket_path):
         raise ConfigError(f"socketPath: must be absolute, got {socket_path!r}")
@@ -126,11 +138,11 @@ def load_config(path: str | None) -> DaemonConfig:
         return parse_config({})
     try:
         with open(path, "rb") as handle:
-            raw = json.loads(handle.read())
+            raw = strictjson.loads(handle.read(), path)
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not JSON: {exc}") from None
+    except CNIError as err:
+        raise ConfigError(err.msg) from None
     return parse_config(raw)
 
 

@@ -32,7 +32,9 @@ SPEC_VERSION = "1.1.0"
 _NAME_MAX = 255  # bytes in one path component on Linux
 
 # Linux PCI address "domain:bus:device.function"; domains above ffff exist (VMD).
-_BDF = r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"
+# Patterns end in \Z: jsonschema matches with Python's re, where $ also matches before
+# a trailing newline.
+_BDF = r"^[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]\Z"
 _STR = {"type": "string"}
 
 
@@ -51,7 +53,7 @@ DEVICE_INFO_SCHEMA: dict[str, Any] = {
     "required": ["type", "version"],
     "properties": {
         "type": {"enum": ["pci", "vdpa", "vhost-user", "memif"]},
-        "version": {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+$"},
+        "version": {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+\Z"},
         "pci": _sub(
             {"pci-address": {"type": "string", "pattern": _BDF}},
             {

@@ -9,10 +9,10 @@ a different non-empty name is kept.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from multinet.cni import strictjson
 from multinet.cni.confdir import find_network_config
 from multinet.cni.errors import INVALID_CONFIG, CNIError
 
@@ -39,29 +39,50 @@ class NetworkAttachmentDefinition:
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> NetworkAttachmentDefinition:
         """Build from an API object dict (camelCase keys, as the API serves them)."""
-        meta = obj.get("metadata") or {}
+        if not isinstance(obj, dict):
+            raise CNIError(INVALID_CONFIG, "NetworkAttachmentDefinition is not a JSON object")
+        meta = _part(obj, "metadata", "NetworkAttachmentDefinition")
         name = meta.get("name")
         if not isinstance(name, str) or not name:
             raise CNIError(INVALID_CONFIG, "NetworkAttachmentDefinition without metadata.name")
-        annotations = meta.get("annotations") or {}
-        text = (obj.get("spec") or {}).get("config") or ""
+        namespace = _text(meta.get("namespace"))
+        where = f"NetworkAttachmentDefinition {namespace}/{name}"
+        annotations = _part(meta, "annotations", f"{where}: metadata")
+        text = _part(obj, "spec", where).get("config") or ""
         if not isinstance(text, str):
             text = ""
+        resource_name = annotations.get(RESOURCE_NAME_ANNOTATION)
         return cls(
-            namespace=meta.get("namespace") or "",
+            namespace=namespace,
             name=name,
             config=_parse_or_none(text),
-            resource_name=annotations.get(RESOURCE_NAME_ANNOTATION) or None,
-            uid=meta.get("uid") or "",
-            resource_version=meta.get("resourceVersion") or meta.get("resource_version") or "",
+            resource_name=resource_name if isinstance(resource_name, str) and resource_name
+            else None,
+            uid=_text(meta.get("uid")),
+            resource_version=_text(meta.get("resourceVersion") or meta.get("resource_version")),
             config_text=text,
         )
 
 
+def _part(obj: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """obj[key] as an object; absent or null is empty. The API never serves another type,
+    so anything else is refused rather than guessed at."""
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CNIError(INVALID_CONFIG, f"{where}.{key} must be an object, got {value!r:.60}")
+    return value
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _parse_or_none(text: str) -> dict[str, Any] | None:
     try:
-        conf = json.loads(text) if text.strip() else None
-    except (ValueError, RecursionError):
+        conf = strictjson.loads(text, "spec.config") if text.strip() else None
+    except CNIError:
         return None
     return conf if isinstance(conf, dict) else None
 
@@ -97,13 +118,8 @@ def nad_cni_config(nad: NetworkAttachmentDefinition, conf_dir: str) -> dict[str,
 def _spec_config(nad: NetworkAttachmentDefinition) -> dict[str, Any]:
     if nad.config is not None:
         return copy.deepcopy(nad.config)
-    try:
-        conf = json.loads(nad.config_text)
-    except (ValueError, RecursionError) as exc:
-        raise CNIError(
-            INVALID_CONFIG,
-            f"NetworkAttachmentDefinition {nad.key}: spec.config is not valid JSON: {exc}",
-        ) from None
+    conf = strictjson.loads(nad.config_text, f"NetworkAttachmentDefinition {nad.key}: "
+                            "spec.config", INVALID_CONFIG)
     if not isinstance(conf, dict):
         raise CNIError(
             INVALID_CONFIG,

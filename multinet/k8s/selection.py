@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -385,13 +386,21 @@ def _validate(
     return selections
 
 
+def _finite(text: str) -> float:
+    # NaN, Infinity and 1e400 are not JSON numbers, and no delegate could read them.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def _parse(value: str, pod_namespace: str, annotation: str) -> list[NetworkSelection]:
     text = value.strip()
     if not text:
         return []
     if text[0] in "[{":
         try:
-            elements = json.loads(text)
+            elements = json.loads(text, parse_constant=_finite, parse_float=_finite)
         except (ValueError, RecursionError) as exc:
             raise _Annotation(annotation, []).error(None, f"invalid JSON: {exc}") from None
         if not isinstance(elements, list):
