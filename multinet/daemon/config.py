@@ -24,6 +24,7 @@ DEFAULT_METRICS_ADDRESS = "127.0.0.1"
 DEFAULT_METRICS_PORT = 9091
 DEFAULT_MAX_CONCURRENCY = 16
 DEFAULT_SHUTDOWN_GRACE = 30.0
+DEFAULT_REAPER_INTERVAL = 60.0  # seconds between passes over cniDir (daemon/reaper.py)
 # One worker thread each: far beyond what a node's pod churn needs, still a bounded cost.
 MAX_CONCURRENCY = 1024
 
@@ -31,7 +32,7 @@ MAX_CONCURRENCY = 1024
 DAEMON_KEYS = frozenset({
     "socketPath", "socketDir", "metricsAddress", "metricsPort", "maxConcurrency",
     "connectionLimit", "nodeName", "logFile", "logLevel", "logToStderr",
-    "shutdownGraceSeconds",
+    "shutdownGraceSeconds", "reaperIntervalSeconds",
 })
 # A request's identity stays the runtime's.
 IDENTITY_KEYS = frozenset({"cniVersion", "name", "type"})
@@ -58,6 +59,7 @@ class DaemonConfig:
     log_level: str = "info"
     log_to_stderr: bool | None = None  # None: stderr when there is no log file
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    reaper_interval: float = DEFAULT_REAPER_INTERVAL
     overlay: Mapping[str, Any] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
 
@@ -100,6 +102,9 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     if not 0 <= port <= 65535:
         raise ConfigError(f"metricsPort: {port} is not a TCP port")
     grace = _seconds(raw, "shutdownGraceSeconds", DEFAULT_SHUTDOWN_GRACE)
+    reaper_interval = _seconds(raw, "reaperIntervalSeconds", DEFAULT_REAPER_INTERVAL)
+    if reaper_interval == 0:
+        raise ConfigError("reaperIntervalSeconds: must be more than 0 seconds")
     socket_path = _socket_path(raw)
     if not os.path.isabs(socket_path):
         raise ConfigError(f"socketPath: must be absolute, got {socket_path!r}")
@@ -127,6 +132,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         log_level=log_level,
         log_to_stderr=log_to_stderr,
         shutdown_grace=grace,
+        reaper_interval=reaper_interval,
         overlay=overlay,
         ignored=tuple(sorted(k for k in raw if k in MULTUS_ONLY_KEYS)),
     )

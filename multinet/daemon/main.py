@@ -64,7 +64,8 @@ class Daemon:
         self.server = SocketServer(config.socket_path, self.dispatcher.answer,
                                    config.max_concurrency)
         self.endpoints: Endpoints | None = None
-        self.reaper = Reaper(config.overlay, self.kube, on_pass=self.metrics.reaper_passes.inc)
+        self.reaper = Reaper(config.overlay, self.kube, interval=config.reaper_interval,
+                             on_pass=self.metrics.reaper_passes.inc)
         self.teardown_events: TeardownEvents | None = None
         # A plain flag: the signal handler sets it, and a handler must not take locks.
         self.stop_requested = False

@@ -14,7 +14,6 @@ given-up DEL is a Warning on the pod the record names.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -26,25 +25,15 @@ from multinet.attach.delete import delete_record
 from multinet.attach.lock import container_lock, forget_container_lock
 from multinet.attach.record import ADDING, REPORT_LOGGER, Record, RecordStore, UnreadableRecord
 from multinet.cni.errors import CNIError
+from multinet.daemon.config import DEFAULT_REAPER_INTERVAL
 
 log = logging.getLogger("multinet.reaper")
 
-DEFAULT_INTERVAL = 60.0
 BACKOFF_CAP = 3600.0
 # A temp file this old belongs to no write in progress (a write takes milliseconds).
 TEMP_FILE_AGE = 60.0
 DEFAULT_CNI_PATH = ("/opt/cni/bin",)
 GIVE_UP_REASON = "NetworkTeardownAbandoned"
-
-
-def interval_from(overlay: Mapping[str, Any]) -> float:
-    value = overlay.get("reaperIntervalSeconds", DEFAULT_INTERVAL)
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value) or value <= 0:
-        log.error("reaperIntervalSeconds %r is not a positive number of seconds; using %.0f",
-                  value, DEFAULT_INTERVAL)
-        return DEFAULT_INTERVAL
-    return float(value)
 
 
 def _conf(overlay: Mapping[str, Any]) -> MultinetConf:
@@ -70,7 +59,7 @@ class Reaper:
         self.conf = _conf(overlay)
         self.on_pass = on_pass
         self.kube = kube
-        self.interval = interval if interval is not None else interval_from(overlay)
+        self.interval = interval if interval is not None else DEFAULT_REAPER_INTERVAL
         self.backoff_cap = max(backoff_cap, self.interval)
         self.environ = dict(os.environ if environ is None else environ)
         self._retry: dict[str, tuple[float, float]] = {}  # id -> (due, delay), monotonic

@@ -12,7 +12,8 @@ from multinet.attach.plan import Attachment
 from multinet.attach.record import ADDED, ADDING, AttachmentState, Record, RecordStore
 from multinet.cni.errors import CNIError
 from multinet.cni.netconf import load_network
-from multinet.daemon.reaper import DEFAULT_INTERVAL, Reaper, interval_from
+from multinet.daemon.config import ConfigError, parse_config
+from multinet.daemon.reaper import Reaper
 
 POD = {"namespace": "ns1", "name": "p1", "uid": "uid-1"}
 
@@ -79,7 +80,9 @@ def test_without_api_access_a_completed_add_is_left_to_the_runtime(tmp_path):
     assert reaper(tmp_path, None).run_once() == []
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0, -1, True, "60"])
-def test_a_reaper_interval_that_is_not_a_positive_number_is_the_default(value):
-    assert interval_from({"reaperIntervalSeconds": value}) == DEFAULT_INTERVAL
-    assert interval_from({"reaperIntervalSeconds": 0.5}) == 0.5
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0, -1, True, "60", 1e300])
+def test_a_reaper_interval_that_is_not_a_positive_number_is_refused(value):
+    with pytest.raises(ConfigError, match="reaperIntervalSeconds"):
+        parse_config({"reaperIntervalSeconds": value}, environ={})
+    config = parse_config({"reaperIntervalSeconds": 0.5}, environ={})
+    assert config.reaper_interval == 0.5 and "reaperIntervalSeconds" not in config.overlay
