@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import sys
@@ -50,6 +51,12 @@ from multinet.testing.soak.runners import InProcess, ThroughDaemon  # noqa: E402
 
 FAULTY = os.path.join(REPO, "tests", "plugins", "faulty")
 MODES = {"daemon": ("daemon",), "inprocess": ("inprocess",), "both": ("daemon", "inprocess")}
+
+
+def _tag(text: str) -> str:
+    if text and not re.fullmatch(r"[a-z][a-z0-9]{0,19}", text):
+        raise argparse.ArgumentTypeError("1 to 20 lower-case letters and digits, a letter first")
+    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -74,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plant", choices=PLANT_KINDS, default="",
                         help="self-test: leave a leak of this kind after every final DEL; "
                              "the run must report it")
+    parser.add_argument("--tag", default="", type=_tag,
+                        help="start of every name the run makes: namespaces, container ids "
+                             "(default: soak and a random suffix)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--list-faults", action="store_true")
@@ -102,14 +112,14 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def soak(args: argparse.Namespace, tally: Tally, work: str) -> None:
-    prefix = f"soak{uuid.uuid4().hex[:6]}"
+    prefix = args.tag or f"soak{uuid.uuid4().hex[:6]}"
     options = Options(call_timeout=args.call_timeout, retries=args.retries,
                       recheck_delay=args.recheck_delay, plant=args.plant)
     for mode in MODES[args.mode]:
         root = os.path.join(work, mode)
         node = runner = cycles = None
         try:
-            node = SoakNode(root, FAULTY)
+            node = SoakNode(root, FAULTY, prefix)
             if mode == "daemon":
                 runner = ThroughDaemon(node.ns.name, os.path.join(root, "daemon"))
                 runner.start_daemon()

@@ -18,7 +18,7 @@ from multinet.testing.soak.report import Tally
 from multinet.testing.soak.runners import Answer, Runner, ThroughDaemon
 
 SETTLE_SECONDS = 3.0  # the kernel removes a deleted namespace's veths shortly after
-DEL_PAUSE = 0.2  # between a runtime's DEL retries
+DEL_PAUSE = 0.05  # between a runtime's DEL retries
 
 
 @dataclass
@@ -166,10 +166,11 @@ class Cycles:
             if not add_ok:
                 self.dels(plan, conf, cid, netns, 1, report)  # containerd never retries it
                 return
-            if not self.dels(plan, conf, cid, netns, attempts, report):
+            if self.dels(plan, conf, cid, netns, attempts, report):
+                self.repeat(plan, conf, cid, netns, report)
+                self.pod_is_clean(cid, pod, report, "after StopPodSandbox's DEL answered 0")
+            else:
                 report("del-never-succeeds", f"StopPodSandbox: {attempts} DELs failed")
-            self.repeat(plan, conf, cid, netns, report)
-            self.pod_is_clean(cid, pod, report, "after StopPodSandbox's DEL answered 0")
             pod.delete()  # containerd removes the netns after its Stop DEL
             wait_netns_gone(pod.name)
             if not self.dels(plan, conf, cid, "", attempts, report):
@@ -289,16 +290,18 @@ class Cycles:
         """Leases and records that appeared for containers already judged and cleaned."""
         self.recheck_due()
         scene = self.node.scene()
+        back: dict[str, list[tuple[str, str]]] = {}
         for owner, paths in observe.leases(scene.ipam_dir).items():
             if owner in self.finished:
-                for path in paths:
-                    self.tally.violation(self.finished[owner], "came-back:lease-left", path)
-                self.node.force_clean(owner, None, {p.pod.name for p in self.pending})
+                back.setdefault(owner, []).extend(("came-back:lease-left", p) for p in paths)
         for name in os.listdir(scene.cni_dir):
             if name in self.finished:
-                self.tally.violation(self.finished[name], "came-back:record-left",
-                                     os.path.join(scene.cni_dir, name))
-                self.node.force_clean(name, None, {p.pod.name for p in self.pending})
+                back.setdefault(name, []).append(("came-back:record-left",
+                                                  os.path.join(scene.cni_dir, name)))
+        for owner, found in back.items():
+            for kind, detail in found:
+                self.tally.violation(self.finished[owner], kind, detail)
+            self.node.force_clean(owner, None, {p.pod.name for p in self.pending})
 
     def ensure_daemon(self, plan: Plan, report) -> None:
         if not isinstance(self.runner, ThroughDaemon):

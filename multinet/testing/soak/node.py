@@ -26,13 +26,14 @@ SHIM_WAIT = 1.0
 class SoakNode:
     """A node namespace with two macvlan masters; files under `root`."""
 
-    def __init__(self, root: str, faulty_source: str, label: str = "sknode") -> None:
+    def __init__(self, root: str, faulty_source: str, tag: str = "soak") -> None:
         self.root = root
         for name in ("cni", "ipam", "plugins", "counters", "state"):
             os.makedirs(os.path.join(root, name), mode=0o700, exist_ok=True)
         shutil.copy2(faulty_source, os.path.join(self.plugin_dir, "faulty"))
         os.chmod(os.path.join(self.plugin_dir, "faulty"), 0o755)
-        self.ns = NetNS(label)
+        self.tag = tag
+        self.ns = NetNS(f"{tag}-node")
         self.pods: dict[str, NetNS] = {}
         for master, peer in MASTERS:
             self.ns.veth(master, peer)
@@ -58,7 +59,7 @@ class SoakNode:
                              self.baseline)
 
     def pod(self) -> NetNS:
-        ns = NetNS("skpod")
+        ns = NetNS(f"{self.tag}-pod")
         self.pods[ns.name] = ns
         return ns
 

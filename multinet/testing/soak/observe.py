@@ -222,8 +222,8 @@ def leftovers(scene: Scene, container_id: str, pod: str, others: set[str] = froz
               for path in leases(scene.ipam_dir).get(container_id, [])]
     found += [Finding("pod-interface-left", f"{pod}: {name}") for name in pod_interfaces(pod)]
     for link in stray_node_links(scene.node, set(scene.baseline)):
-        if link.peer_netns in others:
-            continue
+        if link.peer_netns in others or (link.peer_netns and link.peer_netns != pod):
+            continue  # a veth into another pod's namespace is that pod's
         if link.kind == "veth" and link.peer_netns == pod:
             found.append(Finding("veth-left", link.name))
         elif link.kind == "veth" and link.peer_netns == "":

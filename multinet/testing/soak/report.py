@@ -32,12 +32,14 @@ class Tally:
     violations: list[Violation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: Counter = field(default_factory=Counter)
+    fault_seconds: dict[str, Counter] = field(default_factory=dict)
     interrupted: bool = False
 
     def cycle_done(self, plan: Plan, seconds: float) -> None:
         self.cycles[plan.mode] += 1
         self.seconds[plan.mode] += seconds
         self.faults.setdefault(plan.mode, Counter())[plan.fault] += 1
+        self.fault_seconds.setdefault(plan.mode, Counter())[plan.fault] += seconds
 
     def fault_missed(self, plan: Plan) -> None:
         self.missed.setdefault(plan.mode, Counter())[plan.fault] += 1
@@ -71,6 +73,8 @@ class Tally:
             "cycles": dict(self.cycles),
             "seconds": {m: round(s, 1) for m, s in self.seconds.items()},
             "faults": {m: dict(sorted(c.items())) for m, c in self.faults.items()},
+            "secondsByFault": {m: {k: round(v, 1) for k, v in sorted(c.items())}
+                               for m, c in self.fault_seconds.items()},
             "faultsNotLanded": {m: dict(sorted(c.items())) for m, c in self.missed.items()},
             "violationsByKind": self.by_kind(),
             "failedCyclesByFault": self.by_fault(),
