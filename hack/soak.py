@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--recheck-delay", type=float, default=3.0)
     parser.add_argument("--retries", type=int, default=5,
                         help="DEL attempts of a retrying runtime (5)")
+    parser.add_argument("--reap-wait", type=float, default=0.0,
+                        help="seconds after the final DEL that what is left may take to "
+                             "go (a daemon that reaps later); 0: it must be gone at once")
     parser.add_argument("--call-timeout", type=float, default=30.0,
                         help="hard limit on one ADD or DEL; exceeding it is a violation")
     parser.add_argument("--plant", choices=PLANT_KINDS, default="",
@@ -114,7 +117,8 @@ def _interrupt(signum: int, _frame: object) -> None:
 def soak(args: argparse.Namespace, tally: Tally, work: str) -> None:
     prefix = args.tag or f"soak{uuid.uuid4().hex[:6]}"
     options = Options(call_timeout=args.call_timeout, retries=args.retries,
-                      recheck_delay=args.recheck_delay, plant=args.plant)
+                      recheck_delay=args.recheck_delay, plant=args.plant,
+                      reap_wait=args.reap_wait)
     for mode in MODES[args.mode]:
         root = os.path.join(work, mode)
         node = runner = cycles = None

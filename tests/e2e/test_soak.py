@@ -22,7 +22,7 @@ from multinet.testing.soak import observe
 from multinet.testing.soak.cycle import Cycles, Options, Pending
 from multinet.testing.soak.faults import FAULTS, Plan, plan_cycle
 from multinet.testing.soak.node import SoakNode
-from multinet.testing.soak.plant import KINDS, plant
+from multinet.testing.soak.plant import KINDS, plant, wait_exec
 from multinet.testing.soak.report import Tally
 from multinet.testing.soak.runners import Answer, InProcess
 
@@ -123,12 +123,13 @@ def test_a_veth_of_a_pod_still_being_watched_is_not_blamed_on_another(soak_node)
 def test_a_process_running_from_the_plugin_dir_is_reported(soak_node):
     script = os.path.join(soak_node.plugin_dir, "lingering")
     with open(script, "w") as handle:
-        handle.write("#!/bin/sh\nsleep 60\n")
+        handle.write("import time\ntime.sleep(60)\n")
     os.chmod(script, 0o755)
-    proc = subprocess.Popen(["/bin/sh", script, "x"], env={}, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, script, "x"], env={}, start_new_session=True)
     try:
+        wait_exec(proc.pid, script)
         found = observe.processes("cany", soak_node.plugin_dir)
-        assert [f.detail for f in found] == [f"pid {proc.pid}: /bin/sh {script} x"]
+        assert [f.detail for f in found] == [f"pid {proc.pid}: {sys.executable} {script} x"]
         assert observe.processes("cany", "") == [], "without the plugin dir: not this one's"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -26,6 +26,7 @@ class Options:
     call_timeout: float = 30.0
     retries: int = 5  # DEL attempts a retrying runtime makes
     recheck_delay: float = 3.0
+    reap_wait: float = 0.0  # how long after the final DEL the node may take to be clean
     plant: str = ""
 
 
@@ -164,7 +165,11 @@ class Cycles:
         attempts = self.options.retries
         if plan.runtime == "containerd":
             if not add_ok:
-                self.dels(plan, conf, cid, netns, 1, report)  # containerd never retries it
+                # One DEL, never again; then the sandbox and its netns are removed.
+                if self.dels(plan, conf, cid, netns, 1, report):
+                    self.pod_is_clean(cid, pod, report, "after the DEL of a failed ADD")
+                pod.delete()
+                wait_netns_gone(pod.name)
                 return
             if self.dels(plan, conf, cid, netns, attempts, report):
                 self.repeat(plan, conf, cid, netns, report)
@@ -246,8 +251,10 @@ class Cycles:
                             pod=pod.name, cni_dir=scene.cni_dir, ipam_dir=scene.ipam_dir)
         others = {p.pod.name for p in self.pending}
         found = observe.leftovers(scene, cid, pod.name, others)
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while any(observe.DYING in f.detail for f in found) and time.monotonic() < deadline:
+        settle = time.monotonic() + SETTLE_SECONDS
+        reaped = time.monotonic() + self.options.reap_wait
+        while found and (time.monotonic() < reaped or (
+                time.monotonic() < settle and any(observe.DYING in f.detail for f in found))):
             time.sleep(0.05)
             found = observe.leftovers(scene, cid, pod.name, others)
         for finding in found:

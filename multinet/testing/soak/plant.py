@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 from multinet.testing.netns import run
 
 KINDS = ("lease", "record", "lock", "temp-file", "veth", "pod-interface", "node-interface",
          "process")
+
+
+def wait_exec(pid: int, program: str, timeout: float = 10.0) -> None:
+    """Until `pid` runs `program`: before its exec it still shows its parent's environment."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if program.encode() in handle.read():
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"process {pid} did not start {program} within {timeout}s")
 
 
 def plant(kind: str, *, container_id: str, node: str, pod: str, cni_dir: str,
@@ -36,8 +51,10 @@ def plant(kind: str, *, container_id: str, node: str, pod: str, cni_dir: str,
     elif kind == "node-interface":
         run("ip", "-n", node, "link", "add", "skplant3", "type", "bridge")
     elif kind == "process":
-        return subprocess.Popen(["sleep", "60"], env={"CNI_CONTAINERID": container_id},
+        proc = subprocess.Popen(["sleep", "60"], env={"CNI_CONTAINERID": container_id},
                                 start_new_session=True)
+        wait_exec(proc.pid, "sleep")
+        return proc
     else:
         raise ValueError(f"unknown leak kind {kind!r}; one of {', '.join(KINDS)}")
     return None
