@@ -19,8 +19,8 @@ import pytest
 from support.plugin import REPO
 
 from multinet.testing.soak import observe
-from multinet.testing.soak.cycle import Cycles, Options, Pending
-from multinet.testing.soak.faults import FAULTS, Plan, plan_cycle
+from multinet.testing.soak.cycle import Cycles, Options, Pending, tear
+from multinet.testing.soak.faults import FAULTS, TORN, Plan, plan_cycle
 from multinet.testing.soak.node import SoakNode
 from multinet.testing.soak.plant import KINDS, plant, wait_exec
 from multinet.testing.soak.report import Tally
@@ -226,6 +226,24 @@ def test_plans_follow_the_seed_and_draw_every_fault():
     assert {p.runtime for p in plans} == {"containerd", "kubelet"}
     inprocess = {plan_cycle(SEED, "inprocess", n, faults).fault for n in range(400)}
     assert not inprocess & {"kill-daemon", "restart-daemon"}, "no daemon to kill in-process"
+
+
+@pytest.mark.parametrize("variant", TORN)
+def test_every_torn_record_variant_changes_the_record(workdir, variant):
+    plans = (plan_cycle(SEED, "inprocess", n, ["torn-record"], fault_rate=1)
+             for n in range(500))
+    plan = next(p for p in plans if p.variant == variant)
+    path = os.path.join(workdir, "c1")
+    good = json.dumps({"kind": "multinetRecordV1", "containerId": "c1", "attachments": []})
+    with open(path, "w") as handle:
+        handle.write(good)
+    tear(path, plan)
+    with open(path, "rb") as handle:
+        torn = handle.read()
+    assert torn != good.encode()
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        parsed = json.loads(torn)
+        parsed["attachments"][0]["name"]  # noqa: B018 - what a reader of the record needs
 
 
 def test_ctrl_c_stops_the_soak_and_removes_everything_it_made(workdir):

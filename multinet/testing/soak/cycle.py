@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,9 @@ class Cycles:
             netns = self.before_del(plan, cid, pod, report)
             self.teardown(plan, conf, cid, pod, netns, add_ok, report)
             self.judge_final(plan, cid, pod, report)
+        except Exception:  # the soak's own fault: loud, and the run goes on
+            report("soak-error", traceback.format_exc(limit=4))
+            self.forget(plan, cid, pod)
         finally:
             self.ensure_daemon(plan, report)
             self.tally.cycle_done(plan, time.monotonic() - started)
@@ -330,8 +334,13 @@ def tear(path: str, plan: Plan) -> None:
     """Corrupt the record at `path` in place, as a disk fault or a bad write would."""
     with open(path, "rb") as handle:
         data = handle.read()
-    torn = {"truncated": data[: len(data) // 2], "empty": b"",
-            "garbage": bytes.fromhex(plan.torn_bytes or "00"),
-            "wrong-shape": plan.torn_bytes.encode()}[plan.variant]
+    if plan.variant == "truncated":
+        torn = data[: len(data) // 2]
+    elif plan.variant == "garbage":
+        torn = bytes.fromhex(plan.torn_bytes)
+    elif plan.variant == "wrong-shape":
+        torn = plan.torn_bytes.encode()
+    else:
+        torn = b""
     with open(path, "wb") as handle:
         handle.write(torn)
