@@ -77,6 +77,9 @@ class Cycles:
             add_ok = self.add(plan, conf, cid, pod, report)
             netns = self.before_del(plan, cid, pod, report)
             self.teardown(plan, conf, cid, pod, netns, add_ok, report)
+            if plan.not_ready:
+                with open(self.node.ready_file(cid), "w"):
+                    pass  # the cluster network is ready now: nothing may attach any more
             self.judge_final(plan, cid, pod, report)
         except Exception:  # the soak's own fault: loud, and the run goes on
             report("soak-error", traceback.format_exc(limit=4))

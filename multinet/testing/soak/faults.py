@@ -56,6 +56,7 @@ class Plan:
     repeats: int = 0
     torn_bytes: str = ""
     recheck: bool = False
+    not_ready: bool = False  # the readiness file is missing until after the DELs
 
     def label(self) -> str:
         return f"{self.fault}{'/' + self.variant if self.variant else ''} ({self.runtime})"
@@ -82,10 +83,20 @@ def plan_cycle(seed: int, mode: str, cycle: int, faults: list[str], fault_rate: 
 def _draw(plan: Plan, rng: random.Random) -> None:
     fault = plan.fault
     when = rng.choice(("before", "after"))  # the real plugin's work done or not yet
-    if fault in KILLS:
-        sleep = round(rng.uniform(0.2, 1.2), 2)
-        plan.knobs = {"sleep": sleep, "sleepOn": ["ADD"], "sleepWhen": when}
-        plan.kill_early = rng.random() < 0.3
+    if fault == "kill-plugin" and rng.random() < 0.25:
+        # Killed while the ADD waits for the cluster network's readiness file, which
+        # appears once the runtime's DEL has answered: an abandoned ADD would go on.
+        plan.not_ready = True
+        plan.kill_early = True
+        plan.kill_after = round(rng.uniform(0.05, 1.0), 3)
+        plan.variant = "not-ready"
+        plan.recheck = True
+    elif fault in KILLS:
+        # Longer than a DEL takes, so a delegate that outlives its engine is seen.
+        sleep = round(rng.uniform(0.3, 2.5), 2)
+        when = "before" if rng.random() < 0.7 else "after"  # before: the delegate's work
+        plan.knobs = {"sleep": sleep, "sleepOn": ["ADD"], "sleepWhen": when}  # is still to do
+        plan.kill_early = rng.random() < 0.2
         plan.kill_after = round(rng.uniform(0.02, 0.5) if plan.kill_early
                                 else rng.uniform(0.0, sleep + 0.2), 3)
         plan.variant = f"sleep-{when}"

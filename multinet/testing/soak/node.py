@@ -21,6 +21,7 @@ CLUSTER_RANGES = ("198.18.0.0/22", "fd00:18::/64")
 SECONDARY_RANGES = (("198.18.4.0/22", "fd00:19::/64"), ("198.18.8.0/22", "fd00:1a::/64"))
 DELEGATE_TIMEOUT = 1.0  # small, so a hanging delegate costs a second, not a minute
 SHIM_WAIT = 1.0
+READINESS_TIMEOUT = 10.0
 
 
 class SoakNode:
@@ -82,11 +83,18 @@ class SoakNode:
                                  "fault": fault}
         return nets
 
+    def ready_file(self, container_id: str) -> str:
+        return os.path.join(self.path("state"), f"{container_id}.ready")
+
     def conf(self, plan: Plan, container_id: str) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if plan.not_ready:
+            extra = {"readinessindicatorfile": self.ready_file(container_id),
+                     "readinessTimeoutSeconds": READINESS_TIMEOUT}
         return configs.multinet_conf(
             self.cni_dir, self.delegates(plan, container_id), bin_dir=self.plugin_dir,
             logFile=self.path("multinet.log"), logLevel="info",
-            delegateTimeoutSeconds=DELEGATE_TIMEOUT, shimWaitSeconds=SHIM_WAIT)
+            delegateTimeoutSeconds=DELEGATE_TIMEOUT, shimWaitSeconds=SHIM_WAIT, **extra)
 
     # -- cleaning up ----------------------------------------------------------------------
 
