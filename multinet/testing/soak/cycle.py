@@ -19,6 +19,7 @@ from multinet.testing.soak.report import Tally
 from multinet.testing.soak.runners import Answer, Runner, ThroughDaemon
 
 SETTLE_SECONDS = 5.0  # the kernel removes a deleted namespace's veths shortly after
+TERMINATION_GRACE = 1.5  # kubelet's SIGKILL after SIGTERM, scaled to the soak's delays
 DEL_PAUSE = 0.05  # between a runtime's DEL retries
 
 
@@ -138,9 +139,8 @@ class Cycles:
         elif plan.fault == "kill-daemon":
             self.runner.kill_daemon()
         else:
-            if not self.runner.stop_daemon(self.options.call_timeout):
-                self.tally.violation(plan, "daemon-stop-hang",
-                                     f"no exit within {self.options.call_timeout}s of SIGTERM")
+            # A rollout: SIGTERM, and SIGKILL once the pod's termination grace is over.
+            self.runner.stop_daemon(TERMINATION_GRACE)
         return True
 
     def after_daemon_fault(self, plan: Plan, report) -> None:

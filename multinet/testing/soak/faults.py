@@ -14,7 +14,7 @@ from typing import Any
 FAULTS = {
     "kill-plugin": "kill -9 of the multinet process (the shim through the daemon) mid-ADD",
     "kill-daemon": "kill -9 of the daemon mid-ADD, then a new daemon",
-    "restart-daemon": "SIGTERM to the daemon mid-ADD (a rollout), then a new daemon",
+    "restart-daemon": "SIGTERM to the daemon mid-ADD, SIGKILL 1.5 s on (a rollout), a new one",
     "add-fails": "a delegate fails ADD (and, in one variant, its DEL too)",
     "del-fails": "a delegate fails its first DELs",
     "hang": "a delegate outlives delegateTimeoutSeconds (ADD, or its first DEL)",
