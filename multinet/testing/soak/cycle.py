@@ -56,6 +56,7 @@ class Cycles:
         self.pending: list[Pending] = []
         self.finished: dict[str, Plan] = {}  # container id: plan, once fully judged
         self.daemon_down = False
+        self.last_del = ""  # the last failed DEL's answer, for the report
 
     def container_id(self, plan: Plan) -> str:
         return f"{self.prefix}{plan.mode[0]}{plan.cycle:06d}"
@@ -188,14 +189,16 @@ class Cycles:
                 self.repeat(plan, conf, cid, netns, report)
                 self.pod_is_clean(cid, pod, report, "after StopPodSandbox's DEL answered 0")
             else:
-                report("del-never-succeeds", f"StopPodSandbox: {attempts} DELs failed")
+                report("del-never-succeeds",
+                       f"StopPodSandbox: {attempts} DELs failed; {self.last_del}")
             pod.delete()  # containerd removes the netns after its Stop DEL
             wait_netns_gone(pod.name)
             if not self.dels(plan, conf, cid, "", attempts, report):
-                report("del-never-succeeds", f"RemovePodSandbox: {attempts} DELs failed")
+                report("del-never-succeeds",
+                       f"RemovePodSandbox: {attempts} DELs failed; {self.last_del}")
             return
         if not self.dels(plan, conf, cid, netns, attempts, report):
-            report("del-never-succeeds", f"{attempts} DELs failed")
+            report("del-never-succeeds", f"{attempts} DELs failed; {self.last_del}")
         self.repeat(plan, conf, cid, netns, report)
 
     def dels(self, plan: Plan, conf, cid: str, netns: str, attempts: int, report) -> bool:
@@ -207,6 +210,7 @@ class Cycles:
                 self.restart(plan, report)
             if answer.returncode == 0:
                 return True
+            self.last_del = f"last answer: exit {answer.returncode} {answer.stdout[:200]}"
             if attempt + 1 < attempts:
                 time.sleep(DEL_PAUSE)
         return False
