@@ -523,3 +523,29 @@ def test_default_route_test_is_by_prefix_length():
     assert not merge.is_default_route({"dst": "0.0.0.0/1"})
     assert merge.route_family({"dst": "::/0"}) == 6
     assert merge.route_family({"dst": "198.18.0.0/15"}) == 4
+
+
+@pytest.mark.parametrize("code,expected", [(1, 1), (7, 7), (0, 100), (-3, 100), (True, 100),
+                                           ("11", 100)])
+def test_a_delegates_own_code_is_kept_unless_it_reads_as_success(code, expected):
+    out = cniexec.PluginOutput(json.dumps({"code": code, "msg": "no"}).encode(), b"", 1, 0.0)
+    err = cniexec.plugin_error(out)
+    assert (err.code, err.msg) == (expected, "no")
+
+
+def test_every_verb_but_version_needs_a_string_cni_version():
+    env = {**ENV, "CNI_IFNAME": "eth0"}
+    no_version = json.dumps({"name": "n", "type": "multinet"}).encode()
+    with pytest.raises(CNIError) as err:
+        request_from_env(env, no_version)
+    assert err.value.code == 7 and "cniVersion" in err.value.msg
+    assert request_from_env({"CNI_COMMAND": "VERSION"}, b"").command == "VERSION"
+
+
+def test_rollback_says_how_much_it_undid(engine, monkeypatch, caplog):
+    names = ["cluster", "a", "broken"]
+    conf, request, _ = engine(names)
+    FakeDelegates(monkeypatch, fail_add={"broken"}, fail_del={"a"})
+    with caplog.at_level("INFO", logger="multinet.add"), pytest.raises(CNIError):
+        add_mod.run_add(request, conf, plan_of(*names))
+    assert "ADD c1 rolled back (2 of 3 delegates undone)" in caplog.messages
