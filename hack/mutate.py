@@ -9,7 +9,7 @@ mutated file (git diff in the copy) and runs only the tests that exercise it, fa
 unit tests first, with -x. The whole suite per mutant would not fit the time.
 
     hack/mutate.py run [--per-file N] [--per-focus N] [--seed S] [--minutes M] [--session FILE]
-    hack/mutate.py rerun --session FILE [--minutes M]   # survivors of FILE, current tests
+    hack/mutate.py rerun --session FILE --out FILE2 [--minutes M]  # FILE's survivors again
     hack/mutate.py report --session FILE
 
 `run` samples N mutants per file (more in the files under review; seeded) among
@@ -172,7 +172,7 @@ def summary(session: str) -> dict[str, collections.Counter]:
     for module, outcome in db.execute(
             "SELECT s.module_path, r.test_outcome FROM mutation_specs s "
             "LEFT JOIN work_results r ON r.job_id = s.job_id"):
-        out[module][outcome or "pending"] += 1
+        out[module][(outcome or "pending").lower()] += 1
     return out
 
 
@@ -192,7 +192,7 @@ def report(session: str) -> None:
 def survivors(session: str) -> set[str]:
     db = sqlite3.connect(session)
     return {r[0] for r in db.execute(
-        "SELECT job_id FROM work_results WHERE test_outcome = 'survived'")}
+        "SELECT job_id FROM work_results WHERE lower(test_outcome) = 'survived'")}
 
 
 def main() -> int:
@@ -203,6 +203,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--minutes", type=float, default=40)
     parser.add_argument("--session", default="/tmp/multinet-mutate/session.sqlite")
+    parser.add_argument("--out", default="/tmp/multinet-mutate/after.sqlite",
+                        help="rerun: the session with the new results")
     parser.add_argument("--copy", default="/tmp/multinet-mutate/copy")
     args = parser.parse_args()
     if args.step == "tests":
@@ -220,15 +222,22 @@ def main() -> int:
         subprocess.run([cosmic, "init", config, args.session], cwd=args.copy, check=True)
         sample(args.session, args.per_file, args.per_focus, args.seed)
     else:
-        # Forget the survivors' results: exec runs what has no result, with the new tests.
-        db = sqlite3.connect(args.session)
-        gone = [(j,) for j in survivors(args.session)]
-        db.executemany("DELETE FROM work_results WHERE job_id = ?", gone)
+        # A copy of the session whose survivors lose their result, so exec runs them
+        # again with the current tests; what never ran is left out (still pending).
+        shutil.copyfile(args.session, args.out)
+        db = sqlite3.connect(args.out)
+        done = {r[0] for r in db.execute("SELECT job_id FROM work_results")}
+        never = [(r[0],) for r in db.execute("SELECT job_id FROM work_items")
+                 if r[0] not in done]
+        db.executemany("DELETE FROM work_items WHERE job_id = ?", never)
+        again = [(j,) for j in survivors(args.out)]
+        db.executemany("DELETE FROM work_results WHERE job_id = ?", again)
         db.commit()
-        print(f"re-running {len(gone)} survivors")
-    execute(args.copy, config, args.session, args.minutes)
+        print(f"re-running {len(again)} survivors; {len(never)} never ran (pending)")
+    session = args.session if args.step == "run" else args.out
+    execute(args.copy, config, session, args.minutes)
     print(f"{(time.monotonic() - started) / 60:.1f} min")
-    report(args.session)
+    report(session)
     return 0
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -549,3 +551,110 @@ def test_rollback_says_how_much_it_undid(engine, monkeypatch, caplog):
     with caplog.at_level("INFO", logger="multinet.add"), pytest.raises(CNIError):
         add_mod.run_add(request, conf, plan_of(*names))
     assert "ADD c1 rolled back (2 of 3 delegates undone)" in caplog.messages
+
+
+# --- running attachments side by side -----------------------------------------------
+
+
+def test_a_parallel_failure_skips_what_has_not_started(monkeypatch):
+    """Width 2: item 0 fails at once, every other item blocks until every future has
+    been offered a cancel. Item 1 holds the other worker; the freed worker can take
+    at most one more before the cancels reach it, so at least three never run."""
+    import concurrent.futures
+
+    from multinet.attach import fanout
+
+    items = list(range(6))
+    cancels, released, ran = [], threading.Event(), []
+    real_cancel = concurrent.futures.Future.cancel
+
+    def cancel(self):
+        cancels.append(self)
+        if len(cancels) == len(items):
+            released.set()
+        return real_cancel(self)
+
+    monkeypatch.setattr(concurrent.futures.Future, "cancel", cancel)
+
+    def step(item):
+        ran.append(item)
+        if item == 0:
+            raise CNIError(100, "first fails")
+        released.wait(10)
+
+    outcomes = fanout.run_each(items, step, 2, stop_on_error=True)
+    assert isinstance(outcomes[0], CNIError) and outcomes[1] is None
+    skipped = [i for i, o in enumerate(outcomes) if o is fanout.NOT_RUN]
+    assert len(skipped) >= 3, outcomes
+    assert sorted(ran) == [i for i in items if i not in skipped]
+    assert all(outcomes[i] is None for i in ran if i != 0)
+
+
+def test_without_stop_on_error_every_item_runs_past_a_failure():
+    from multinet.attach import fanout
+
+    ran = []
+
+    def step(item):
+        ran.append(item)
+        if item == 0:
+            raise CNIError(100, "first fails")
+        time.sleep(0.02)
+
+    outcomes = fanout.run_each(list(range(6)), step, 2)
+    assert isinstance(outcomes[0], CNIError) and outcomes[1:] == [None] * 5
+    assert sorted(ran) == list(range(6))
+
+
+def test_a_lock_file_unlinked_while_waiting_is_taken_again(tmp_path, monkeypatch):
+    from multinet.attach import lock
+
+    real_stat, seen = os.stat, []
+
+    def stat_once_gone(path, *args, **kw):
+        if isinstance(path, str) and path.endswith("c1.lock") and not seen:
+            seen.append(path)
+            raise FileNotFoundError(path)  # its last holder unlinked it meanwhile
+        return real_stat(path, *args, **kw)
+
+    monkeypatch.setattr(lock.os, "stat", stat_once_gone)
+    with lock.container_lock(str(tmp_path), "c1"):
+        held = True
+    assert held and seen, "the lock was taken on a second try"
+
+
+# --- one delegate network ------------------------------------------------------------
+
+RECORDER_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "plugins")
+
+
+def recorder_network(tmp_path, *plugins):
+    from multinet.cni.netconf import load_network as load
+
+    return load({"cniVersion": "1.1.0", "name": "gcnet", "plugins": [
+        {"type": "recorder", "recordFile": str(tmp_path / "calls.jsonl"), **p}
+        for p in plugins]}, "t")
+
+
+def test_gc_carries_on_past_a_failing_plugin(tmp_path):
+    from multinet.cni import invoke
+
+    net = recorder_network(tmp_path, {"failOn": ["GC"], "failCode": 11}, {"tag": "second"})
+    ctx = invoke.Context("", "", "", plugin_dirs=(RECORDER_DIR,), timeout=20)
+    errors = invoke.gc(ctx, net, [{"containerID": "c1", "ifname": "eth0"}])
+    assert [e.code for e in errors] == [11]
+    with open(tmp_path / "calls.jsonl") as handle:
+        seen = [json.loads(line) for line in handle]
+    assert [c.get("failed", False) for c in seen] == [True, False]
+    assert seen[1]["stdin"]["cni.dev/valid-attachments"] == [
+        {"containerID": "c1", "ifname": "eth0"}]
+
+
+def test_a_delegates_stderr_reaches_the_debug_log(tmp_path, caplog):
+    from multinet.cni import invoke
+
+    net = recorder_network(tmp_path, {"stderr": "warming up"})
+    ctx = invoke.Context("c1", "", "eth0", plugin_dirs=(RECORDER_DIR,), timeout=20)
+    with caplog.at_level("DEBUG", logger="multinet.delegate"):
+        invoke.add(ctx, net, {})
+    assert "delegate ADD recorder stderr: warming up" in caplog.messages
