@@ -658,3 +658,16 @@ def test_a_delegates_stderr_reaches_the_debug_log(tmp_path, caplog):
     with caplog.at_level("DEBUG", logger="multinet.delegate"):
         invoke.add(ctx, net, {})
     assert "delegate ADD recorder stderr: warming up" in caplog.messages
+
+
+def test_only_records_are_listed_never_temp_or_lock_files(tmp_path):
+    store = RecordStore(str(tmp_path))
+    store.write(Record("c2", "/ns", "eth0", ""))
+    store.write(Record("c1", "/ns", "eth0", ""))
+    with add_mod.container_lock(str(tmp_path), "c1"):
+        pass
+    (tmp_path / ".c1.k2j3h4").write_text("{")  # what a killed write leaves
+    (tmp_path / "-odd").write_text("{}")
+    assert sorted(os.listdir(tmp_path)) == [".c1.k2j3h4", ".locks", "-odd", "c1", "c2"]
+    assert list(store.container_ids()) == ["c1", "c2"]
+    assert list(RecordStore(str(tmp_path / "missing")).container_ids()) == []
