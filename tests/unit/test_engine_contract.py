@@ -668,6 +668,6 @@ def test_only_records_are_listed_never_temp_or_lock_files(tmp_path):
         pass
     (tmp_path / ".c1.k2j3h4").write_text("{")  # what a killed write leaves
     (tmp_path / "-odd").write_text("{}")
-    assert sorted(os.listdir(tmp_path)) == [".c1.k2j3h4", ".locks", "-odd", "c1", "c2"]
+    assert set(os.listdir(tmp_path)) == {".c1.k2j3h4", ".locks", "-odd", "c1", "c2"}
     assert list(store.container_ids()) == ["c1", "c2"]
     assert list(RecordStore(str(tmp_path / "missing")).container_ids()) == []
