@@ -671,3 +671,21 @@ def test_only_records_are_listed_never_temp_or_lock_files(tmp_path):
     assert set(os.listdir(tmp_path)) == {".c1.k2j3h4", ".locks", "-odd", "c1", "c2"}
     assert list(store.container_ids()) == ["c1", "c2"]
     assert list(RecordStore(str(tmp_path / "missing")).container_ids()) == []
+
+
+def test_removing_a_record_that_is_gone_is_quiet(tmp_path):
+    store = RecordStore(str(tmp_path))
+    store.remove("never-written")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("msg,reason", [
+    ("network 'ns1/macnet' not found", "NoNetworkFound"),
+    ("pod annotation k8s.v1.cni.cncf.io/networks: element 1 \"Net_A\": bad name",
+     "InvalidNetworkAnnotation"),
+    ("network 'macnet': plugin 'macvlan': ADD failed: no master", "NetworkAttachFailed"),
+])
+def test_a_refused_pod_gets_an_event_reason_that_says_why(msg, reason):
+    from multinet.attach.podadd import _refusal_reason
+
+    assert _refusal_reason(CNIError(7, msg)) == reason
