@@ -54,7 +54,7 @@ UNIT_ENGINE = ["tests/unit/test_engine_parts.py", "tests/unit/test_engine_contra
 UNIT_CNI = ["tests/unit/test_types.py", "tests/unit/test_invoke.py",
             "tests/unit/test_protocol.py", "tests/unit/test_confdir.py",
             "tests/unit/test_engine_contract.py"]
-E2E_CORE = ["tests/e2e/test_engine_contract.py", "tests/e2e/test_core_add_del.py",
+E2E_CORE = ["tests/e2e/test_core_contract.py", "tests/e2e/test_core_add_del.py",
             "tests/e2e/test_core_failures.py", "tests/e2e/test_core_versions.py"]
 E2E_K8S = ["tests/e2e/test_k8s_attach.py", "tests/e2e/test_k8s_devices.py"]
 # Longest prefix wins.
@@ -97,6 +97,20 @@ def run_tests() -> int:
     argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
             *tests_for(changed[0]), *(f"--deselect={d}" for d in DESELECT)]
     return subprocess.run(argv, env=env, check=False).returncode
+
+
+def baseline(dest: str) -> None:
+    """Every mapped test passes on the unmutated copy, collected together as the
+    runner collects them; else a kill would mean nothing."""
+    tests = sorted({t for ts in TESTS_FOR.values() for t in ts
+                    if os.path.exists(os.path.join(dest, t))})
+    argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests,
+            *(f"--deselect={d}" for d in DESELECT)]
+    proc = subprocess.run(argv, cwd=dest, env={**os.environ, "PYTHONPATH": dest},
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"baseline failed, no mutant run:\n{proc.stdout[-3000:]}")
+    print(f"baseline: {proc.stdout.strip().splitlines()[-1]}")
 
 
 def make_copy(dest: str) -> None:
@@ -216,6 +230,7 @@ def main() -> int:
     make_copy(args.copy)
     config = write_config(args.copy)
     started = time.monotonic()
+    baseline(args.copy)
     if args.step == "run":
         if os.path.exists(args.session):
             os.unlink(args.session)

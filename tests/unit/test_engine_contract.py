@@ -3,7 +3,7 @@
 Each test names one promise (rollback order, durable records, error codes, the
 interface-name limit, the merged result) and checks its exact value, not just
 "it did not crash". Delegates are replaced by recording fakes here; the
-end-to-end twins in tests/e2e/test_engine_contract.py use the real plugins.
+end-to-end twins in tests/e2e/test_core_contract.py use the real plugins.
 """
 
 from __future__ import annotations
