@@ -689,3 +689,15 @@ def test_a_refused_pod_gets_an_event_reason_that_says_why(msg, reason):
     from multinet.attach.podadd import _refusal_reason
 
     assert _refusal_reason(CNIError(7, msg)) == reason
+
+
+def test_a_device_info_file_without_a_device_is_left_to_the_plugin(tmp_path):
+    """A NAD that declares CNIDeviceInfoFile but no resourceName: nothing to copy."""
+    from multinet.attach import deviceinfo
+
+    path = tmp_path / "net-c1-net1.json"
+    attachment = Attachment("n", network("n"), "net1", extra={
+        "deviceInfoFile": str(path), "deviceInfoBase": str(tmp_path)})
+    deviceinfo.prepare(attachment, "c1")
+    assert os.listdir(tmp_path) == []
+    assert deviceinfo.read(attachment) is None
