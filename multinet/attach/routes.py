@@ -47,7 +47,9 @@ def enforce_default_routes(netns: str, owners: Mapping[int, str | None],
 
     removed = []
     try:
-        with IPRoute(netns=netns) as ipr:
+        # flags=0: pyroute2 would otherwise create a namespace where the runtime's
+        # has gone (removed mid-ADD), and leave it mounted there.
+        with IPRoute(netns=netns, flags=0) as ipr:
             index_of = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
             for family, owner in owners.items():
                 keep = index_of.get(owner) if owner else None
