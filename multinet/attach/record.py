@@ -42,6 +42,9 @@ REPORT_LOGGER = "multinet.teardown"
 _MAX_RECORD = 16 << 20  # far above any real record; a bigger file is not ours
 
 report_log = logging.getLogger(REPORT_LOGGER)
+# Giving up is always loud: these facts reach their listeners (and the log) even
+# when the configured log level is quieter (logLevel "panic").
+report_log.setLevel(logging.WARNING)
 
 
 @dataclass

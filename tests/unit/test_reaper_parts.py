@@ -86,3 +86,24 @@ def test_a_reaper_interval_that_is_not_a_positive_number_is_refused(value):
         parse_config({"reaperIntervalSeconds": value}, environ={})
     config = parse_config({"reaperIntervalSeconds": 0.5}, environ={})
     assert config.reaper_interval == 0.5 and "reaperIntervalSeconds" not in config.overlay
+
+
+def test_teardown_reports_are_counted_whatever_the_log_level():
+    """logLevel "panic" quiets the log, never the report of a give-up."""
+    import logging
+
+    from multinet.attach.record import report_log
+    from multinet.daemon.metrics import Metrics
+
+    root = logging.getLogger()
+    level = root.level
+    metrics = Metrics()
+    metrics.read_teardown_reports()
+    root.setLevel(logging.CRITICAL)
+    try:
+        report_log.error("gave up", extra={"del_given_up": {"completed": False}})
+    finally:
+        root.setLevel(level)
+        metrics.read_teardown_reports(on=False)
+    assert metrics.registry.get_sample_value("multinet_teardown_given_up_total",
+                                             {"completed": "false"}) == 1
