@@ -13,6 +13,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from multinet.attach import delmark
+
 LEASE_SKIP = ("lock", "last_reserved_ip")
 QUARANTINE_MARK = "quarantine"  # a directory named so holds records set aside on purpose
 DYING = "(peer namespace unnamed: being removed?)"
@@ -74,6 +76,8 @@ def container_files(cni_dir: str, container_id: str) -> list[Finding]:
                 continue
             path = os.path.join(directory, name)
             if os.path.basename(directory) == ".locks":
+                if name == container_id + delmark.SUFFIX:
+                    continue  # a DEL marker: kept by design, swept after RETENTION_SECONDS
                 kind = "lock-left"
             elif name == container_id:
                 kind = "record-left"
