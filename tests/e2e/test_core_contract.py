@@ -17,6 +17,7 @@ import time
 from support.plugin import cni_env
 
 from multinet.testing import configs
+from multinet.testing.procs import alive
 
 
 def calls(path: str) -> list[tuple[str, str]]:
@@ -38,13 +39,6 @@ def recorder(name: str, record: str, **knobs) -> dict:
             **knobs}
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as handle:
-        return handle.read().split(") ")[1][0] != "Z"
 
 
 def wait_for(predicate, seconds: float = 30) -> bool:

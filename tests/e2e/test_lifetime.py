@@ -25,6 +25,7 @@ from multinet.daemon.dispatch import Dispatcher
 from multinet.daemon.metrics import Metrics
 from multinet.shim import encode_request
 from multinet.testing import configs
+from multinet.testing.procs import alive, container_processes
 from multinet.testing.runtime import CNI_BIN
 
 BOUND = 30.0  # generous: a wait that ends at once when the code is right
@@ -37,29 +38,8 @@ def wait_for(predicate, what: str, timeout: float = BOUND) -> None:
         time.sleep(0.02)
 
 
-def container_processes(container_id: str) -> list[int]:
-    """Live processes started for this container: delegates carry CNI_CONTAINERID."""
-    needle = f"CNI_CONTAINERID={container_id}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                env = handle.read().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile, or a zombie
-        if needle in env:
-            found.append(int(entry))
-    return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def slow_macvlan(cnode, workdir: str, seconds: float = 2.5) -> tuple[dict, str]:

@@ -18,6 +18,7 @@ from collections import Counter
 import pytest
 from support.plugin import REPO
 
+from multinet.testing import procs
 from multinet.testing.soak import observe
 from multinet.testing.soak.cycle import Cycles, Options, Pending, tear
 from multinet.testing.soak.faults import FAULTS, TORN, Plan, applicable, plan_cycle
@@ -262,4 +263,4 @@ def test_ctrl_c_stops_the_soak_and_removes_everything_it_made(workdir):
     assert code == 130 and report["interrupted"] is True
     assert [n for n in os.listdir("/var/run/netns") if n.startswith(tag)] == []
     assert os.listdir(workdir) == [], "the work directory is removed"
-    assert observe.working_for(lambda owner: owner.startswith(tag)) == []
+    assert procs.working_for(lambda owner: owner.startswith(tag)) == []

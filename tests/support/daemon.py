@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import Any
 
 from multinet.daemon.install import install_shim
 from multinet.testing.netns import NetNS, run_in_netns
+from multinet.testing.procs import can_connect
 from support.plugin import REPO, CNIRun, cni_env
 
 METRICS_PORT = 9091  # every node namespace has a loopback of its own
@@ -58,14 +58,7 @@ class Daemon:
         return self
 
     def connectable(self) -> bool:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(self.socket_path)
-        except OSError:
-            return False
-        finally:
-            probe.close()
-        return True
+        return can_connect(self.socket_path)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.proc is not None

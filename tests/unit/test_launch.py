@@ -16,6 +16,7 @@ from multinet.cni import exec as plugin_exec
 from multinet.cni import launch
 from multinet.cni.cancel import Cancel
 from multinet.cni.errors import DELEGATE_FAILED, TRY_AGAIN_LATER, CNIError
+from multinet.testing.procs import alive
 
 BOUND = 20.0
 
@@ -28,12 +29,6 @@ sys.stdout.write(str(sig.value))
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def script(tmp_path, name: str, text: str) -> str:

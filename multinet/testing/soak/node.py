@@ -9,7 +9,7 @@ import signal
 import time
 from typing import Any
 
-from multinet.testing import configs
+from multinet.testing import configs, procs
 from multinet.testing.netns import NetNS
 from multinet.testing.soak import observe
 from multinet.testing.soak.faults import Plan
@@ -142,7 +142,7 @@ def kill_processes(container_id: str, plugin_dir: str, by_prefix: bool = False,
     killed: list[str] = []
     deadline = time.monotonic() + timeout
     while True:
-        found = observe.working_for(match, plugin_dir)
+        found = procs.working_for(match, plugin_dir)
         if not found or time.monotonic() > deadline:
             return killed
         for pid, cmdline in found:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from multinet.attach import delmark
+from multinet.testing.procs import working_for
 
 LEASE_SKIP = ("lock", "last_reserved_ip")
 QUARANTINE_MARK = "quarantine"  # a directory named so holds records set aside on purpose
@@ -132,51 +132,6 @@ def stray_node_links(node: str, baseline: set[str]) -> list[NodeLink]:
 
 
 # -- processes ---------------------------------------------------------------------------
-
-def _proc_read(pid: str, name: str) -> bytes | None:
-    try:
-        with open(f"/proc/{pid}/{name}", "rb") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
-def _is_zombie(pid: str) -> bool:
-    stat = _proc_read(pid, "stat")
-    if stat is None:
-        return True
-    return stat.rsplit(b")", 1)[-1].split()[0:1] == [b"Z"]
-
-
-def process_container(pid: str) -> str | None:
-    """The CNI_CONTAINERID in a process's environment, None if it has none."""
-    environ = _proc_read(pid, "environ")
-    if not environ:
-        return None
-    for entry in environ.split(b"\0"):
-        if entry.startswith(b"CNI_CONTAINERID="):
-            return entry.split(b"=", 1)[1].decode(errors="replace")
-    return None
-
-
-def working_for(match: Callable[[str], bool], plugin_dir: str = "") -> list[tuple[int, str]]:
-    """Live processes whose CNI_CONTAINERID satisfies `match`, or that have none and run
-    something under `plugin_dir`: (pid, command line)."""
-    found = []
-    own = str(os.getpid())
-    prefix = plugin_dir.rstrip("/") + "/" if plugin_dir else None
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or pid == own:
-            continue
-        owner = process_container(pid)
-        argv = [a.decode(errors="replace")
-                for a in (_proc_read(pid, "cmdline") or b"").split(b"\0") if a]
-        under = bool(prefix) and any(a.startswith(prefix) for a in argv)
-        hit = match(owner) if owner is not None else under
-        if hit and not _is_zombie(pid):
-            found.append((int(pid), " ".join(argv)))
-    return found
-
 
 def processes(container_id: str, plugin_dir: str = "") -> list[Finding]:
     """Live processes working for the container: its CNI_CONTAINERID in their

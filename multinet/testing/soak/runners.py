@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from multinet.daemon.install import install_shim, package_root
+from multinet.testing.procs import can_connect
 from multinet.testing.runtime import cni_env
 
 SHUTDOWN_GRACE = 0.5  # short, so a rollout's SIGTERM lands while delegates still run
@@ -171,14 +171,7 @@ class ThroughDaemon(Runner):
         return self.proc is not None and self.proc.poll() is None
 
     def connectable(self) -> bool:
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(self.socket_path)
-        except OSError:
-            return False
-        finally:
-            probe.close()
-        return True
+        return can_connect(self.socket_path)
 
     def kill_daemon(self) -> None:
         if self.alive():
