@@ -34,8 +34,10 @@ MAX_PAUSE = 0.05  # the longest a bounded wait sleeps between tries
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
-# Locks this process holds, by container: the holding thread and the descriptors.
-_held: dict[str, tuple[int, tuple[int, ...]]] = {}
+# Locks this process holds, by container: (holding thread, descriptors), newest last.
+# Usually one; two for a moment when a holder has forgotten (unlinked) the lock file
+# and a newcomer has locked a fresh one before the first let go.
+_held: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
 _held_guard = threading.Lock()
 
 
@@ -163,8 +165,8 @@ def container_lock(cni_dir: str, container_id: str,
     key = _key(cni_dir, container_id)
     me = threading.get_ident()
     with _held_guard:
-        holder = _held.get(key)
-    if holder is not None and holder[0] == me:
+        mine = any(thread == me for thread, _ in _held.get(key, ()))
+    if mine:
         yield
         return
     deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
@@ -183,22 +185,28 @@ def container_lock(cni_dir: str, container_id: str,
             raise
     finally:
         os.close(dir_fd)
+    entry = (me, (gc_fd, own_fd))
     with _held_guard:
-        _held[key] = (me, (gc_fd, own_fd))
+        _held.setdefault(key, []).append(entry)
     try:
         yield
     finally:
-        with _held_guard:
-            del _held[key]
-        _release(own_fd)
-        _release(gc_fd)
+        try:
+            with _held_guard:
+                holders = _held[key]
+                holders.remove(entry)
+                if not holders:
+                    del _held[key]
+        finally:
+            _release(own_fd)
+            _release(gc_fd)
 
 
 def held_fds(cni_dir: str, container_id: str) -> tuple[int, ...]:
     """The descriptors of the container's locks if this process holds them, else ()."""
     with _held_guard:
-        holder = _held.get(_key(cni_dir, container_id))
-    return holder[1] if holder is not None else ()
+        holders = _held.get(_key(cni_dir, container_id))
+        return holders[-1][1] if holders else ()
 
 
 def forget_container_lock(cni_dir: str, container_id: str) -> None:

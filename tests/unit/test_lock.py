@@ -231,3 +231,46 @@ def test_a_symlink_planted_at_a_marker_path_is_refused(tmp_path):
         delmark.mark(str(tmp_path), "c1", 1)
     assert "c1.del" in err.value.msg
     assert not target.exists()
+
+
+def test_a_lock_forgotten_by_its_holder_is_released_by_everyone_who_took_it(tmp_path):
+    """A DEL forgets (unlinks) the lock file while it still holds the lock; a DEL
+    arriving then locks a fresh file at once. Both must come out cleanly, each
+    releasing its own locks, so a third operation (and GC) can go on."""
+    from multinet.attach.lock import forget_container_lock
+
+    cni_dir = str(tmp_path)
+    forgotten, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with container_lock(cni_dir, "c1"):
+                forget_container_lock(cni_dir, "c1")
+                forgotten.set()
+                assert second_in.wait(10), "the second DEL never got in"
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        first_out.set()
+
+    def second() -> None:
+        try:
+            assert forgotten.wait(10)
+            with container_lock(cni_dir, "c1", timeout=5):
+                second_in.set()
+                assert first_out.wait(10), "the first DEL never came out"
+                assert held_fds(cni_dir, "c1"), "the newer holder's locks are known"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert errors == []
+    assert held_fds(cni_dir, "c1") == ()
+    with container_lock(cni_dir, "c1", timeout=1):
+        pass
+    with gc_lock(cni_dir):  # every shared GC lock was released
+        pass
