@@ -158,7 +158,10 @@ def main() -> int:
         leases = [f for _, _, files in os.walk(ipam) for f in files
                   if not f.startswith(("lock", "last_reserved"))]
         print("IPAM leases left:", leases or "none")
-        records = [f for f in os.listdir(os.path.join(root, "records")) if f != ".locks"]
+        # Records, their previous versions and quarantined ones; DEL markers stay by design.
+        records = [os.path.relpath(os.path.join(d, f), os.path.join(root, "records"))
+                   for d, _, files in os.walk(os.path.join(root, "records"))
+                   for f in files if not d.endswith(".locks")]
         print("records left:", records or "none")
     finally:
         if node is not None:
