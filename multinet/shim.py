@@ -320,7 +320,8 @@ def _nothing_to_delete(env: Mapping[str, str], config: Mapping[str, Any], path: 
     cni_dir = overlay.get("cniDir", config.get("cniDir")) or DEFAULT_CNI_DIR
     if not isinstance(cni_dir, str) or not os.path.isabs(cni_dir):
         return False
-    import fcntl  # only here: every other run of the shim goes without it
+    import contextlib
+    import fcntl  # only here: every other run of the shim goes without them
 
     lock = os.path.join(cni_dir, LOCK_DIR, f"{container_id}.lock")
     try:
@@ -333,10 +334,17 @@ def _nothing_to_delete(env: Mapping[str, str], config: Mapping[str, Any], path: 
         if fd >= 0:
             try:
                 # Held while the check runs, so an ADD cannot write a record meanwhile.
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 return False  # an ADD or DEL of this container is under way
-        return _record_files(cni_dir, container_id) is False
+        if _record_files(cni_dir, container_id) is not False:
+            return False
+        if fd >= 0:
+            # Left by an engine killed before its intent was written: removed while
+            # held, as the engine's own DEL does (multinet.attach.lock).
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+        return True
     finally:
         if fd >= 0:
             os.close(fd)

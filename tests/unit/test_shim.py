@@ -291,6 +291,10 @@ def test_del_with_the_daemon_down_and_no_record_succeeds_at_once(tmp_path, daemo
     (tmp_path / "cni" / ".locks" / "c1.lock").write_text("")  # left, not held
     (tmp_path / "cni" / "other").write_text("{}")
     assert del_call(daemon_gone) == (0, "")
+    # A daemon killed after ADD took the lock and before it wrote the intent leaves
+    # a lock file alone: the DEL that finds nothing to undo removes it too.
+    assert not (tmp_path / "cni" / ".locks" / "c1.lock").exists()
+    assert (tmp_path / "cni" / "other").exists()
 
 
 def test_del_with_the_daemon_down_waits_where_there_is_something(tmp_path, daemon_gone,
