@@ -1,0 +1,1 @@
+"""multinetctl: the operator's command line. One module per subcommand."""
