@@ -18,6 +18,9 @@ from multinet.cni.errors import INVALID_CONFIG, CNIError
 DEFAULT_CNI_DIR = "/var/lib/cni/multinet"
 DEFAULT_CONF_DIR = "/etc/cni/multinet/net.d"
 DEFAULT_BIN_DIR = "/opt/cni/bin"
+# Where Multus keeps its per-container cache (its own cniDir): the pods it attached
+# are DELeted from there when multinet has no record of them (attach/takeover.py).
+DEFAULT_MULTUS_CACHE_DIR = "/var/lib/cni/multus"
 # The most networks one pod may have, the cluster network included. Delegates run one
 # after another inside the runtime's ADD deadline and each adds an entry to the pod's
 # network-status annotation; 64 is several times the interfaces real pods carry (SR-IOV
@@ -68,6 +71,7 @@ class MultinetConf:
     result_mode: str = "all"
     delegate_timeout: float = 60.0
     runtime_config: Mapping[str, Any] = field(default_factory=dict)
+    multus_cache_dir: str = DEFAULT_MULTUS_CACHE_DIR
 
     def plugin_dirs(self, cni_path: tuple[str, ...]) -> tuple[str, ...]:
         """binDir is searched before CNI_PATH, as Multus does."""
@@ -91,4 +95,5 @@ def load_conf(raw: Mapping[str, Any]) -> MultinetConf:
         result_mode=raw.get("result", "all"),
         delegate_timeout=float(raw.get("delegateTimeoutSeconds", 60.0)),
         runtime_config=raw.get("runtimeConfig", {}),
+        multus_cache_dir=raw.get("multusCacheDir", DEFAULT_MULTUS_CACHE_DIR),
     )

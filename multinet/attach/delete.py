@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from multinet.attach import delegates, fanout
+from multinet.attach import delegates, fanout, takeover
 from multinet.attach.conf import MultinetConf
 from multinet.attach.lock import container_lock, forget_container_lock
 from multinet.attach.record import (
@@ -47,7 +47,8 @@ def run_del(request: Request, conf: MultinetConf,
             base_env: Mapping[str, str] | None = None) -> Record | None:
     """DEL the container's attachments. Returns the record that was undone.
 
-    No record means nothing was ever started (or DEL already finished): success.
+    No record means nothing was ever started (or DEL already finished): success,
+    unless Multus left a cache for the container (attach/takeover.py).
     A record that cannot be read is moved aside and answered as an error.
     """
     store = RecordStore(conf.cni_dir)
@@ -63,7 +64,10 @@ def run_del(request: Request, conf: MultinetConf,
                 f"had no usable previous version; moved aside to {where}. Nothing was "
                 "deleted: what it described may still be on the node") from None
         if record is None:
-            log.info("DEL %s: no record, nothing to do", request.container_id)
+            # A pod attached by Multus before this node moved to multinet has only
+            # Multus' cache: DEL what it names. It raises, lock kept, when that fails.
+            if not takeover.multus_del(request, usable_timeout(conf), base_env):
+                log.info("DEL %s: no record, nothing to do", request.container_id)
             forget_container_lock(conf.cni_dir, request.container_id)
             return None
         delete_record(conf, store, record, request.netns, request.path, base_env)
