@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET = "/run/multinet/multinet.sock"
 DEFAULT_CNI_DIR = "/var/lib/cni/multinet"  # kept equal to multinet.attach.conf
+DEFAULT_MULTUS_CACHE_DIR = "/var/lib/cni/multus"  # likewise
 LOCK_DIR = ".locks"  # kept equal to multinet.attach.lock
 MAX_ID_LENGTH = 255  # a record's file name
 OVERLAY_FILE = "overlay.json"  # the daemon's config overlay, next to its socket
@@ -251,7 +252,7 @@ def _with_overlay(stdin: bytes, path: str, container_id: str | None) -> bytes | 
             return None
         cni_dir = config.get("cniDir") or DEFAULT_CNI_DIR
         here = isinstance(cni_dir, str) and os.path.isfile(os.path.join(cni_dir, container_id))
-        return stdin if here else None
+        return stdin if here or _multus_cache(config, container_id) is not False else None
     if overlay is None or config is None:
         return None
     if not overlay:
@@ -307,10 +308,28 @@ def _record_files(cni_dir: str, container_id: str) -> bool | None:
     return any(container_id in name for name in names if name != LOCK_DIR)
 
 
+def _multus_cache(config: Mapping[str, Any], container_id: str) -> bool | None:
+    """Whether Multus left its cache for this container (a pod it attached before the
+    node moved to multinet, which the engine DELs: multinet.attach.takeover); None
+    when that cannot be told. One lstat: the quick DEL stays quick."""
+    cache_dir = config.get("multusCacheDir", DEFAULT_MULTUS_CACHE_DIR)
+    if not _valid_id(container_id) or not isinstance(cache_dir, str) \
+            or not os.path.isabs(cache_dir):
+        return None
+    try:
+        os.lstat(os.path.join(cache_dir, container_id))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return None
+    return True
+
+
 def _nothing_to_delete(env: Mapping[str, str], config: Mapping[str, Any], path: str) -> bool:
-    """True when a DEL has nothing to undo: the container has no record and no
-    operation on it holds its lock. Only told where the daemon's overlay exists
-    (so cniDir is the one the daemon uses); otherwise the answer is False."""
+    """True when a DEL has nothing to undo: the container has no record, no Multus
+    cache, and no operation on it holds its lock. Only told where the daemon's
+    overlay exists (so cniDir is the one the daemon uses); otherwise the answer is
+    False."""
     container_id = env.get("CNI_CONTAINERID", "")
     if not _valid_id(container_id):
         return False
@@ -338,6 +357,8 @@ def _nothing_to_delete(env: Mapping[str, str], config: Mapping[str, Any], path: 
             except OSError:
                 return False  # an ADD or DEL of this container is under way
         if _record_files(cni_dir, container_id) is not False:
+            return False
+        if _multus_cache({**config, **overlay}, container_id) is not False:
             return False
         if fd >= 0:
             # Left by an engine killed before its intent was written: removed while
