@@ -8,7 +8,7 @@ import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,16 +24,31 @@ def run(*argv: str, check: bool = True, input: bytes | None = None) -> str:
 
 
 class NetNS:
-    """A named namespace with loopback up; `prefix` keeps names readable."""
+    """A named namespace with loopback up; `prefix` keeps names readable.
+
+    Made whole or not at all: when a step after `ip netns add` fails, the namespace
+    is removed before the error goes on. Used as a context manager, it is removed
+    when the block ends, however it ends.
+    """
 
     def __init__(self, prefix: str) -> None:
         self.name = f"{prefix}-{uuid.uuid4().hex[:8]}"
         run("ip", "netns", "add", self.name)
-        self.ip("link", "set", "lo", "up")
-        # No duplicate address detection: nothing else shares these links, and waiting
-        # for it would make every IPv6 attachment take seconds.
-        run("ip", "netns", "exec", self.name, "sysctl", "-qw",
-            "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+        try:
+            self.ip("link", "set", "lo", "up")
+            # No duplicate address detection: nothing else shares these links, and
+            # waiting for it would make every IPv6 attachment take seconds.
+            run("ip", "netns", "exec", self.name, "sysctl", "-qw",
+                "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+        except BaseException:
+            self.delete()
+            raise
+
+    def __enter__(self) -> NetNS:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.delete()
 
     @property
     def path(self) -> str:
@@ -68,10 +83,38 @@ class NetNS:
         run("ip", "netns", "del", self.name, check=False)
 
     def veth(self, name: str, peer: str) -> None:
-        """A veth pair inside this namespace, both ends up."""
+        """A veth pair inside this namespace, both ends up; none if a step fails."""
         self.ip("link", "add", name, "type", "veth", "peer", "name", peer)
-        self.ip("link", "set", name, "up")
-        self.ip("link", "set", peer, "up")
+        try:
+            self.ip("link", "set", name, "up")
+            self.ip("link", "set", peer, "up")
+        except BaseException:
+            self.ip("link", "del", name, check=False)  # takes its peer with it
+            raise
+
+    def veths(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Several veth pairs: all of them, or none when one fails."""
+        made: list[str] = []
+        try:
+            for name, peer in pairs:
+                self.veth(name, peer)
+                made.append(name)
+        except BaseException:
+            for name in made:
+                self.ip("link", "del", name, check=False)
+            raise
+
+
+def prepared(prefix: str, setup: Callable[[NetNS], object]) -> NetNS:
+    """A namespace with `setup` (veths, addresses, ...) done in it, or, when setup
+    fails half-way, no namespace at all."""
+    ns = NetNS(prefix)
+    try:
+        setup(ns)
+    except BaseException:
+        ns.delete()
+        raise
+    return ns
 
 
 CLONE_NEWNET = 0x40000000

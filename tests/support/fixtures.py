@@ -32,9 +32,9 @@ class Node:
         return os.path.join(self.root, "multinet.log")
 
     def prepare(self) -> Node:
-        self.ns.veth(self.macvlan_master, "mv-peer")
-        for index, vf in enumerate(self.vfs):
-            self.ns.veth(vf, f"hd-pf{index}")
+        """The veth pairs, all of them or none (the namespace is the fixture's)."""
+        self.ns.veths([(self.macvlan_master, "mv-peer"),
+                       *((vf, f"hd-pf{index}") for index, vf in enumerate(self.vfs))])
         return self
 
     def three_networks(self) -> list[dict[str, Any]]:
