@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -81,9 +82,20 @@ class MultinetConf:
         return self.raw.get(key, default)
 
 
+def _check_apart(cni_dir: str, multus_cache_dir: str) -> None:
+    """multinet's records and Multus' cache in one directory would each be read as the
+    other: a reused Multus config that kept its `cniDir` is refused, not guessed at."""
+    if os.path.normpath(cni_dir) == os.path.normpath(multus_cache_dir):
+        raise CNIError(INVALID_CONFIG, f"multinet config: cniDir and multusCacheDir are both "
+                       f"{multus_cache_dir}: multinet's records and Multus' cache must be apart "
+                       "(Multus' cniDir is multusCacheDir here)")
+
+
 def load_conf(raw: Mapping[str, Any]) -> MultinetConf:
     validate(raw)
     versions.require_supported(raw["cniVersion"], "multinet config")
+    _check_apart(raw.get("cniDir", DEFAULT_CNI_DIR),
+                 raw.get("multusCacheDir", DEFAULT_MULTUS_CACHE_DIR))
     return MultinetConf(
         raw=raw,
         cni_version=raw["cniVersion"],

@@ -14,8 +14,6 @@ import json
 import os
 from typing import Any
 
-DEFAULT_DIR = "/var/lib/cni/multus"
-
 
 def _go_bytes(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode()

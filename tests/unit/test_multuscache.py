@@ -11,7 +11,7 @@ from support import multus
 
 from multinet.attach import multuscache, takeover
 from multinet.attach.conf import load_conf
-from multinet.cni.errors import DECODE_FAILURE, IO_FAILURE, CNIError
+from multinet.cni.errors import DECODE_FAILURE, INVALID_CONFIG, IO_FAILURE, CNIError
 
 CID = "0f3c9a2b7d6e"
 MACVLAN = ('{"cniVersion":"0.3.1","name":"macnet","type":"macvlan","master":"eth1",'
@@ -285,3 +285,14 @@ def test_the_config_key_is_validated() -> None:
         with pytest.raises(CNIError) as caught:
             load_conf({**base, "multusCacheDir": bad})
         assert "multusCacheDir" in caught.value.msg
+
+
+@pytest.mark.parametrize("same", [{"cniDir": "/var/lib/cni/multus"},
+                                  {"cniDir": "/x/m/", "multusCacheDir": "/x/m"}])
+def test_records_and_multus_cache_may_not_share_a_directory(same: dict) -> None:
+    """A Multus file reused with its cniDir would have multinet read Multus' cache as
+    its own records (and move them aside as unreadable): refused, naming both keys."""
+    with pytest.raises(CNIError) as caught:
+        load_conf({"cniVersion": "1.1.0", "name": "m", **same})
+    assert caught.value.code == INVALID_CONFIG
+    assert "cniDir" in caught.value.msg and "multusCacheDir" in caught.value.msg

@@ -92,3 +92,9 @@ def test_the_shim_still_imports_only_the_standard_library() -> None:
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, REPO], capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "['multinet', 'multinet.shim']"
+
+
+def test_the_default_multus_dir_is_the_engines() -> None:
+    from multinet.attach.conf import DEFAULT_MULTUS_CACHE_DIR
+
+    assert shim.DEFAULT_MULTUS_CACHE_DIR == DEFAULT_MULTUS_CACHE_DIR
