@@ -56,6 +56,9 @@ def validate(raw: Mapping[str, Any]) -> None:
     if error is not None:
         raise CNIError(INVALID_CONFIG, f"multinet config: {field_path(error.absolute_path)}: "
                        f"{error.message}")
+    # Checked here, not only per request: the daemon refuses such an overlay at start.
+    _check_apart(raw.get("cniDir", DEFAULT_CNI_DIR),
+                 raw.get("multusCacheDir", DEFAULT_MULTUS_CACHE_DIR))
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,6 @@ def _check_apart(cni_dir: str, multus_cache_dir: str) -> None:
 def load_conf(raw: Mapping[str, Any]) -> MultinetConf:
     validate(raw)
     versions.require_supported(raw["cniVersion"], "multinet config")
-    _check_apart(raw.get("cniDir", DEFAULT_CNI_DIR),
-                 raw.get("multusCacheDir", DEFAULT_MULTUS_CACHE_DIR))
     return MultinetConf(
         raw=raw,
         cni_version=raw["cniVersion"],

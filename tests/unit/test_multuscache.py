@@ -296,3 +296,11 @@ def test_records_and_multus_cache_may_not_share_a_directory(same: dict) -> None:
         load_conf({"cniVersion": "1.1.0", "name": "m", **same})
     assert caught.value.code == INVALID_CONFIG
     assert "cniDir" in caught.value.msg and "multusCacheDir" in caught.value.msg
+
+
+def test_a_daemon_config_that_keeps_multus_cnidir_is_refused_at_start() -> None:
+    from multinet.daemon.config import ConfigError, parse_config
+
+    assert parse_config({"multusCacheDir": "/var/lib/cni/multus"}, {}).overlay
+    with pytest.raises(ConfigError, match="cniDir and multusCacheDir"):
+        parse_config({"cniDir": "/var/lib/cni/multus"}, {})
