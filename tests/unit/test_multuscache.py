@@ -304,3 +304,50 @@ def test_a_daemon_config_that_keeps_multus_cnidir_is_refused_at_start() -> None:
     assert parse_config({"multusCacheDir": "/var/lib/cni/multus"}, {}).overlay
     with pytest.raises(ConfigError, match="cniDir and multusCacheDir"):
         parse_config({"cniDir": "/var/lib/cni/multus"}, {})
+
+
+def request_for(container_id: str = CID):
+    from multinet.cni.request import Request
+
+    return Request(command="DEL", container_id=container_id, netns="", ifname="eth0",
+                   args="", config={})
+
+
+def test_an_unexpected_failure_is_an_answer_and_keeps_the_file(workdir: str,
+                                                               monkeypatch) -> None:
+    directory = os.path.join(workdir, "multus")
+    path = multus.write_cache(directory, CID, [multus.delegate(CLUSTER), good_element()])
+    conf = load_conf({"cniVersion": "1.1.0", "name": "m", "multusCacheDir": directory,
+                      "cniDir": os.path.join(workdir, "cni")})
+    tried: list[str] = []
+
+    def delete(ctx, attachment, prev_result) -> None:
+        tried.append(attachment.ifname)
+        if attachment.ifname == "net1":
+            raise KeyError("a bug")
+
+    monkeypatch.setattr(takeover.delegates, "delete", delete)
+    with pytest.raises(CNIError) as caught:
+        takeover.multus_del(request_for(), conf)
+    assert caught.value.code == 101 and "macnet" in caught.value.msg
+    assert tried == ["net1", "eth0"], "carried on past the failure, last first"
+    assert os.path.exists(path)
+    monkeypatch.setattr(takeover.delegates, "delete", lambda *a: tried.append("again"))
+    assert takeover.multus_del(request_for(), conf) is True
+    assert not os.path.exists(path)
+    assert takeover.multus_del(request_for(), conf) is False
+
+
+def test_libcni_result_is_handed_in_the_networks_version(workdir: str) -> None:
+    directory = os.path.join(workdir, "multus")
+    os.makedirs(os.path.join(directory, "results"), mode=0o700)
+    old = {"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "198.18.0.5/24"}]}
+    with open(os.path.join(directory, "results", f"cluster-{CID}-eth0"), "w") as handle:
+        json.dump({"kind": "cniCacheV1", "result": old}, handle)
+    (cluster,) = parse(cache_bytes(multus.delegate(CLUSTER)))
+    prev = takeover._prev_result(directory, cluster, CID, "eth0")
+    assert prev["cniVersion"] == "1.0.0"
+    assert prev["ips"] == [{"address": "198.18.0.5/24"}]
+    (older,) = parse(cache_bytes(multus.delegate({**CLUSTER, "cniVersion": "0.3.1"})))
+    assert takeover._prev_result(directory, older, CID, "eth0") is None, \
+        "no prevResult on DEL before 0.4.0"
