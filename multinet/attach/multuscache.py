@@ -111,7 +111,7 @@ def _delegate(element: Any, index: int, where: str, default_version: str) -> Mul
         if value is not None and not isinstance(value, str):
             raise _fail(where, f"{field}.{key}: a string is expected, got {value!r}")
         strings[key] = value or ""
-    ip_request = _string_list(element, "ipRequest", f"{where}", field)
+    ip_request = _string_list(element, "ipRequest", where, field)
     for gateway in _string_list(element, "default-route", where, field):
         try:
             ipaddress.ip_address(gateway)
