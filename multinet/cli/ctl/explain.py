@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from multinet.attach.conf import MultinetConf
@@ -24,6 +24,7 @@ from multinet.cli.ctl import podsource
 from multinet.cni.errors import CNIError
 from multinet.cni.request import Request
 from multinet.k8s.client import PodSource
+from multinet.k8s.devices import DeviceAllocator
 from multinet.k8s.podref import PodRef
 from multinet.k8s.selection import (
     DEFAULT_NETWORK_ANNOTATION,
@@ -33,6 +34,7 @@ from multinet.k8s.selection import (
     parse_networks_annotation,
 )
 
+AllocatorFactory = Callable[[PodRef, K8sSettings], DeviceAllocator]
 # Stands in for the sandbox id the runtime will choose (it only shows in file names).
 CONTAINER_PLACEHOLDER = "CONTAINERID"
 HELP = """\
@@ -163,11 +165,13 @@ def _readiness(conf: MultinetConf) -> dict[str, Any] | None:
 
 
 def explain_pod(conf: MultinetConf, kube: PodSource, namespace: str, name: str,
-                ifname: str = "eth0", container_id: str = CONTAINER_PLACEHOLDER
-                ) -> dict[str, Any]:
-    """The explanation as a JSON-ready dict; `error` is what ADD would answer, or None."""
+                ifname: str = "eth0", container_id: str = CONTAINER_PLACEHOLDER, uid: str = "",
+                allocator_factory: AllocatorFactory | None = None) -> dict[str, Any]:
+    """The explanation as a JSON-ready dict; `error` is what ADD would answer, or None.
+
+    `allocator_factory` stands in for the kubelet's device ids (the planner's default)."""
     settings = K8sSettings.from_conf(conf)
-    ref = PodRef(namespace, name)
+    ref = PodRef(namespace, name, uid)
     report: dict[str, Any] = {
         "pod": ref.key, "settings": _settings(settings, conf), "readiness": _readiness(conf),
         "annotations": {}, "references": [], "annotationProblems": [],
@@ -183,7 +187,7 @@ def explain_pod(conf: MultinetConf, kube: PodSource, namespace: str, name: str,
                                  if k in annotations}
         report["references"], report["annotationProblems"] = _references(
             annotations, settings, namespace)
-        plan = plan_for_pod(conf, request, kube, ref, pod)
+        plan = plan_for_pod(conf, request, kube, ref, pod, allocator_factory)
     except CNIError as err:
         report["error"] = {"code": err.code, "msg": err.msg, "details": err.details}
         return report
