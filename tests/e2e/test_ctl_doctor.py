@@ -20,12 +20,22 @@ from pyroute2 import IPRoute
 from support.k8s import cni_args, nad_obj, pod_obj
 
 from multinet.cli.ctl.main import main
+from multinet.cli.ctl.podsource import CONFIG_ENV
 from multinet.testing import configs
 from multinet.testing.netns import run_in_netns
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 MULTINETCTL = os.path.join(os.path.dirname(sys.executable), "multinetctl")
 ORPHAN_ID = "0badc0ffee" * 4
+
+
+@pytest.fixture(autouse=True)
+def node_daemon_config(monkeypatch, workdir):
+    """The daemon config multinetctl reads by default: this test's, never the machine's."""
+    path = os.path.join(workdir, "daemon-config.json")
+    with open(path, "w") as handle:
+        handle.write("{}")
+    monkeypatch.setenv(CONFIG_ENV, path)
 
 
 @pytest.fixture
@@ -55,7 +65,7 @@ def doctor(cluster, *argv: str) -> tuple[int, str]:
 
     def call() -> int:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            return main(["doctor", *argv, "--config", cluster.conf_path,
+            return main(["doctor", *argv, "--cni-config", cluster.conf_path,
                          "--lease-dir", cluster.ipam_dir])
 
     code = run_in_netns(cluster.ns.path, call)
@@ -170,7 +180,7 @@ def test_each_drift_is_named_then_fix_releases_what_no_sandbox_owns(cluster, api
     assert leases_of(cluster, "cb"), "B keeps what it holds"
 
     proc = subprocess.run(["ip", "netns", "exec", cluster.ns.name, MULTINETCTL, "doctor",
-                           "--config", cluster.conf_path, "--lease-dir", cluster.ipam_dir],
+                           "--cni-config", cluster.conf_path, "--lease-dir", cluster.ipam_dir],
                           capture_output=True, text=True, timeout=60, check=False)
     assert (proc.returncode, drifts(proc.stdout)) == (0, []), proc.stdout + proc.stderr
 
@@ -201,7 +211,7 @@ def test_a_pod_without_a_record_and_bad_input(cluster, api):
     assert code == 1
     assert drifts(text) == [f"drift: no-record: pod ns1/lonely: no record in "
                             f"{cluster.cni_dir}: multinet attached nothing to it on this node"]
-    proc = subprocess.run([MULTINETCTL, "doctor", "x/y/z", "--config", cluster.conf_path],
+    proc = subprocess.run([MULTINETCTL, "doctor", "x/y/z", "--cni-config", cluster.conf_path],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stderr == "multinetctl doctor: pod 'x/y/z': expected NAMESPACE/NAME or NAME\n"

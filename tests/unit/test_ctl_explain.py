@@ -18,12 +18,22 @@ import pytest
 from support.k8s import cni_args, nad_obj, network_status, pod_obj
 
 from multinet.cli.ctl.main import main
+from multinet.cli.ctl.podsource import CONFIG_ENV
 from multinet.testing import configs
 from multinet.testing.netns import run_in_netns
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NET = "v1.multus-cni.io/default-network"
 MULTINETCTL = os.path.join(os.path.dirname(sys.executable), "multinetctl")
+
+
+@pytest.fixture(autouse=True)
+def node_daemon_config(monkeypatch, workdir):
+    """The daemon config multinetctl reads by default: this test's, never the machine's."""
+    path = os.path.join(workdir, "daemon-config.json")
+    with open(path, "w") as handle:
+        handle.write("{}")
+    monkeypatch.setenv(CONFIG_ENV, path)
 
 
 @pytest.fixture
@@ -65,7 +75,7 @@ def ctl(cnode, *argv: str) -> tuple[int, str, str]:
 
 
 def explain_json(cnode, conf_path: str, pod: str, *extra: str) -> tuple[int, dict]:
-    code, out, err = ctl(cnode, "explain", pod, "--config", conf_path, "-o", "json", *extra)
+    code, out, err = ctl(cnode, "explain", pod, "--cni-config", conf_path, "-o", "json", *extra)
     assert code in (0, 1), err
     return code, json.loads(out)
 
@@ -116,7 +126,7 @@ def test_json_form_shows_interfaces_and_capabilities(cluster, api):
     assert macnet["defaultRouteFamilies"] == [4]
     assert report["attachments"][0]["defaultRouteFamilies"] == [6]
 
-    code, text, _ = ctl(cluster, "explain", "ns1/p2", "--config", path)
+    code, text, _ = ctl(cluster, "explain", "ns1/p2", "--cni-config", path)
     assert code == 0
     lines = text.splitlines()
     assert "  fast0: ns1/fixed (secondary; plugins macvlan, tuning; cniVersion 1.0.0)" in lines
@@ -165,7 +175,7 @@ def test_isolation_refusal_is_named_and_is_adds_answer(cluster, api, pod):
     assert report["error"]["msg"] == answer["msg"] == refused["refusal"]
     assert "namespace isolation is enabled" in answer["msg"]
 
-    code, text, _ = ctl(cluster, "explain", "ns1/p4", "--config", path)
+    code, text, _ = ctl(cluster, "explain", "ns1/p4", "--cni-config", path)
     assert code == 1
     assert f"  {NETWORKS} element 2: other/hdnet: REFUSED: {answer['msg']}" in text.splitlines()
     assert f"ADD would fail with code 7: {answer['msg']}" in text.splitlines()
@@ -197,15 +207,15 @@ def test_console_script_in_the_node(cluster, api):
     api.create(pod_obj("ns1", "p7", {NETWORKS: "other/hdnet@data0"}))
     _, path = write_conf(cluster, api)
     proc = subprocess.run(["ip", "netns", "exec", cluster.ns.name, MULTINETCTL, "explain",
-                           "ns1/p7", "--config", path, "-o", "json"],
+                           "ns1/p7", "--cni-config", path, "-o", "json"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert planned(report) == [("kube-system/cluster", "eth0"), ("other/hdnet", "data0")]
-    assert report["config"] == {"file": path, "overlay": ""}
+    assert report["config"] == {"file": path, "overlay": os.environ[CONFIG_ENV]}
 
     proc = subprocess.run(["ip", "netns", "exec", cluster.ns.name, MULTINETCTL, "explain",
-                           "ns1/gone", "--config", path],
+                           "ns1/gone", "--cni-config", path],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1
     assert "ADD would fail with code 11: pod ns1/gone not found in the Kubernetes API" \
@@ -214,13 +224,13 @@ def test_console_script_in_the_node(cluster, api):
 
 def test_usage_errors_are_one_line_and_exit_2(cluster, api, workdir):
     _, path = write_conf(cluster, api)
-    code, out, err = ctl(cluster, "explain", "a/b/c", "--config", path)
+    code, out, err = ctl(cluster, "explain", "a/b/c", "--cni-config", path)
     assert (code, out) == (2, "")
     assert err == "multinetctl explain: pod 'a/b/c': expected NAMESPACE/NAME or NAME\n"
     broken = os.path.join(workdir, "broken.conf")
     with open(broken, "w") as handle:
         handle.write("{not json")
-    code, _, err = ctl(cluster, "explain", "ns1/p1", "--config", broken)
+    code, _, err = ctl(cluster, "explain", "ns1/p1", "--cni-config", broken)
     assert code == 2 and err.startswith("multinetctl explain: multinet config: ")
     assert "Traceback" not in err
 
@@ -233,6 +243,6 @@ def test_daemon_overlay_is_laid_over_the_config(cluster, api, workdir):
     with open(daemon, "w") as handle:
         json.dump({"socketPath": os.path.join(workdir, "d.sock"),
                    "namespaceIsolation": True}, handle)
-    code, report = explain_json(cluster, path, "ns1/p8", "--daemon-config", daemon)
+    code, report = explain_json(cluster, path, "ns1/p8", "--config", daemon)
     assert code == 1 and "namespace isolation is enabled" in report["error"]["msg"]
     assert report["settings"]["namespaceIsolation"] is True

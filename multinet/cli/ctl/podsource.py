@@ -23,6 +23,8 @@ from multinet.k8s.client import PodSource
 from multinet.shim import DEFAULT_SOCKET, OVERLAY_FILE
 
 NODE_CONF_DIR = "/etc/cni/net.d"  # where the runtime reads its CNI config
+DEFAULT_DAEMON_CONFIG = "/etc/multinet/daemon-config.json"
+CONFIG_ENV = "MULTINET_DAEMON_CONFIG"
 # The overlay a running daemon leaves next to its socket (daemon/main.py).
 DAEMON_OVERLAY = os.path.join(os.path.dirname(DEFAULT_SOCKET), OVERLAY_FILE)
 
@@ -32,19 +34,20 @@ class CtlError(Exception):
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("where the engine's config comes from")
+    """The node options, named as every multinetctl subcommand names them."""
+    group = parser.add_argument_group("node options")
     group.add_argument("--config", metavar="FILE",
+                       help=f"the daemon config, whose keys are laid over every request "
+                       f"(default: ${CONFIG_ENV}, else {DEFAULT_DAEMON_CONFIG} when it exists, "
+                       f"else the overlay a running daemon left at {DAEMON_OVERLAY})")
+    group.add_argument("--cni-config", metavar="FILE",
                        help="the multinet CNI config the runtime passes (a .conf, or a "
                        ".conflist holding a multinet plugin); default: the first config in "
                        f"{NODE_CONF_DIR} of type multinet")
-    group.add_argument("--daemon-config", metavar="FILE",
-                       help="the daemon config whose keys are laid over every request; "
-                       f"default: the overlay a running daemon left at {DAEMON_OVERLAY}, "
-                       "when there is one")
     group.add_argument("--kubeconfig", metavar="FILE",
                        help="read the API with this kubeconfig instead of the config's")
     group.add_argument("--cni-dir", metavar="DIR",
-                       help="the records' directory instead of the config's cniDir")
+                       help="where the records are, instead of the config's cniDir")
 
 
 def add_output_argument(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +111,7 @@ def find_node_config(conf_dir: str = NODE_CONF_DIR) -> str:
     try:
         names = sorted(os.listdir(conf_dir))
     except OSError as exc:
-        raise CtlError(f"cannot list {conf_dir}: {exc.strerror}; give --config") from None
+        raise CtlError(f"cannot list {conf_dir}: {exc.strerror}; give --cni-config") from None
     for name in names:
         path = os.path.join(conf_dir, name)
         if name.endswith(CONFLIST_EXTENSIONS + CONF_EXTENSIONS) and os.path.isfile(path):
@@ -118,15 +121,23 @@ def find_node_config(conf_dir: str = NODE_CONF_DIR) -> str:
                 continue
             if _is_multinet(raw):
                 return path
-    raise CtlError(f"no multinet config in {conf_dir}; give --config")
+    raise CtlError(f"no multinet config in {conf_dir}; give --cni-config")
+
+
+def _daemon_config(args: argparse.Namespace) -> str:
+    chosen = args.config or os.environ.get(CONFIG_ENV, "")
+    if chosen:
+        return chosen
+    return DEFAULT_DAEMON_CONFIG if os.path.exists(DEFAULT_DAEMON_CONFIG) else ""
 
 
 def _overlay(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    if args.daemon_config:
+    path = _daemon_config(args)
+    if path:
         from multinet.daemon.config import ConfigError, load_config
 
         try:
-            return dict(load_config(args.daemon_config).overlay), args.daemon_config
+            return dict(load_config(path).overlay), path
         except ConfigError as err:
             raise CtlError(f"daemon config: {err}") from None
     if not os.path.isfile(DAEMON_OVERLAY):
@@ -143,7 +154,7 @@ def _overlay(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 def load(args: argparse.Namespace) -> Loaded:
     """The config the engine would serve this node's requests with."""
-    path = args.config or find_node_config()
+    path = args.cni_config or find_node_config()
     entry = multinet_entry(_read(path, "multinet config"), path)
     overlay, overlay_path = _overlay(args)
     raw = {**entry, **overlay}
