@@ -201,7 +201,11 @@ def test_fix_leaves_a_lease_whose_sandbox_the_runtime_still_knows(cluster, workd
     assert os.path.exists(lease)
 
     os.rmdir(os.path.join(runtime, "k8s.io", ORPHAN_ID))
-    code, text = doctor(cluster, "--fix", "--runtime-dir", runtime)
+    code, out = doctor(cluster, "--fix", "--runtime-dir", runtime, "-o", "json")
+    report = json.loads(out)
+    assert [d["kind"] for d in report["drifts"]] == ["orphan-lease"]
+    assert [(f["kind"], f["fixed"]) for f in report["fixes"]] == [("orphan-lease", True)]
+    assert report["after"]["drifts"] == []
     assert code == 0 and not os.path.exists(lease)
 
 

@@ -246,3 +246,37 @@ def test_daemon_overlay_is_laid_over_the_config(cluster, api, workdir):
     code, report = explain_json(cluster, path, "ns1/p8", "--config", daemon)
     assert code == 1 and "namespace isolation is enabled" in report["error"]["msg"]
     assert report["settings"]["namespaceIsolation"] is True
+
+
+def test_device_networks_show_resource_and_the_kubelets_device(cluster, api, workdir):
+    """deviceID comes from the kubelet's PodResources answer, as in ADD (stand-in)."""
+    from multinet.testing.kubelet import FakeKubelet
+
+    resource, devices = "intel.com/sriov_a", ["0000:18:02.5", "0000:18:02.3"]
+    api.create(nad_obj("ns1", "sriov-a", {
+        "cniVersion": "1.0.0", "name": "sriov-a", "type": "host-device",
+        "capabilities": {"deviceID": True, "CNIDeviceInfoFile": True}},
+        resource_name=resource))
+    api.create(pod_obj("ns1", "p9", {NETWORKS: "sriov-a, sriov-a"}))
+    kubelet = FakeKubelet(os.path.join(workdir, "kubelet.sock")).start()
+    try:
+        kubelet.set_pod("ns1", "p9", {"app": {resource: devices}})
+        devinfo = os.path.join(workdir, "devinfo")
+        _, path = write_conf(cluster, api, kubeletSocket=kubelet.socket_path,
+                             deviceInfoDir=devinfo)
+        code, report = explain_json(cluster, path, "ns1/p9")
+        assert code == 0, report["error"]
+        first, second = report["attachments"][1:]
+        assert [first["deviceID"], second["deviceID"]] == sorted(devices)
+        assert first["resourceName"] == resource
+        assert first["capabilities"]["deviceID"] == first["deviceID"]
+        assert first["deviceInfoFile"] == os.path.join(
+            devinfo, "cni", "sriov-a-CONTAINERID_net1")
+        assert not os.path.exists(devinfo), "explain writes no device-info file"
+
+        kubelet.set_pod("ns1", "p9", {"app": {resource: devices[:1]}})
+        code, report = explain_json(cluster, path, "ns1/p9")
+        assert code == 1 and report["error"]["code"] == 7
+        assert "needs a device of resource 'intel.com/sriov_a'" in report["error"]["msg"]
+    finally:
+        kubelet.stop()

@@ -116,10 +116,10 @@ def _mark(value: bool | None) -> str:
     return "?" if value is None else ("yes" if value else "no")
 
 
-def _actual(row: Mapping[str, Any]) -> str:
+def _actual(row: Mapping[str, Any], netns_present: bool) -> str:
     actual = row["actual"]
     if actual is None:
-        return "missing"
+        return "missing" if netns_present else "(netns gone)"
     return " ".join(actual["addresses"]) or f"up ({actual['mac']})"
 
 
@@ -129,12 +129,13 @@ def _pod_lines(pod: Mapping[str, Any]) -> list[str]:
              f"netns {netns}"]
     rows = pod["networks"]
     if rows:
-        width = max(len(r["network"]) for r in rows)
-        ifw = max(len(r["ifname"]) for r in rows)
+        width = max(len("NETWORK"), *(len(r["network"]) for r in rows))
+        ifw = max(len("IFNAME"), *(len(r["ifname"]) for r in rows))
         lines.append(f"  {'IFNAME':<{ifw}}  {'NETWORK':<{width}}  DESIRED  RECORDED  ACTUAL")
         for r in rows:
             lines.append(f"  {r['ifname']:<{ifw}}  {r['network']:<{width}}  "
-                         f"{_mark(r['desired']):<7}  {_mark(r['recorded']):<8}  {_actual(r)}")
+                         f"{_mark(r['desired']):<7}  {_mark(r['recorded']):<8}  "
+                         f"{_actual(r, pod['netnsPresent'])}")
     routes = pod["defaultRoutes"]
     if pod["netnsPresent"]:
         shown = "; ".join(

@@ -14,6 +14,11 @@ from typing import Any
 FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 MAIN_TABLE = 254
 RTN_UNICAST = 1
+# The devices a tunnel module, once loaded, puts in every namespace: the kernel's,
+# not an attachment's, and never drift.
+FALLBACK_DEVICES = {"tunl0": "ipip", "sit0": "sit", "ip6tnl0": "ip6tnl", "gre0": "gre",
+                    "gretap0": "gretap", "erspan0": "erspan", "ip_vti0": "vti",
+                    "ip6_vti0": "vti6", "ip6gre0": "ip6gre"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class DefaultRoute:
 class NetnsView:
     path: str
     links: dict[str, str] = field(default_factory=dict)  # ifname -> MAC
+    kernel_devices: set[str] = field(default_factory=set)  # FALLBACK_DEVICES present
     addresses: dict[str, list[str]] = field(default_factory=dict)  # ifname -> CIDRs
     default_routes: list[DefaultRoute] = field(default_factory=list)
 
@@ -74,6 +80,11 @@ def inspect_netns(path: str) -> NetnsView | None:
         for link in ipr.get_links():
             name = link.get_attr("IFLA_IFNAME")
             names[link["index"]] = name
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+            if FALLBACK_DEVICES.get(name) == kind:
+                view.kernel_devices.add(name)
+                continue
             view.links[name] = link.get_attr("IFLA_ADDRESS") or ""
         for addr in ipr.get_addr():
             if addr["scope"] != 0:  # global only: link-local and host addresses say nothing
