@@ -280,3 +280,17 @@ def test_device_networks_show_resource_and_the_kubelets_device(cluster, api, wor
         assert "needs a device of resource 'intel.com/sriov_a'" in report["error"]["msg"]
     finally:
         kubelet.stop()
+
+
+def test_readiness_and_runtime_capabilities_are_shown(cluster, api, workdir):
+    api.create(pod_obj("ns1", "p10"))
+    missing = os.path.join(workdir, "primary-ready")
+    _, path = write_conf(cluster, api, readinessindicatorfile=missing,
+                         readinessTimeoutSeconds=5,
+                         capabilities={"portMappings": True, "bandwidth": True})
+    code, text, _ = ctl(cluster, "explain", "ns1/p10", "--cni-config", path)
+    assert code == 0
+    lines = text.splitlines()
+    assert f"readiness: {missing} is missing: ADD would wait 5s, then answer code 11" in lines
+    assert "      gets the runtime's runtimeConfig for: bandwidth, portMappings" in lines
+    assert "annotation k8s.v1.cni.cncf.io/networks: (not set)" in lines

@@ -98,6 +98,9 @@ def _settings(settings: K8sSettings, conf: MultinetConf) -> dict[str, Any]:
         "systemNamespaces": list(settings.system_namespaces),
         "invalidAnnotation": settings.invalid_annotation,
         "confDir": settings.conf_dir,
+        # What the runtime may put in runtimeConfig; it reaches the cluster network only.
+        "runtimeCapabilities": sorted(k for k, v in (conf.get("capabilities") or {}).items()
+                                      if v is True),
     }
 
 
@@ -231,11 +234,14 @@ def _reference_line(ref: Mapping[str, Any]) -> str:
     return f"  {where}: {ref['network']}{iface}: {decision}"
 
 
-def _attachment_lines(a: Mapping[str, Any]) -> list[str]:
+def _attachment_lines(a: Mapping[str, Any], runtime_capabilities: list[str]) -> list[str]:
     role = "cluster network" if a["clusterNetwork"] else "secondary"
     lines = [f"  {a['ifname']}: {a['network']} ({role}; plugins "
              f"{', '.join(a['plugins'])}; cniVersion {a['cniVersion']})",
              f"      from {a['source']}"]
+    if a["clusterNetwork"] and runtime_capabilities:
+        lines.append("      gets the runtime's runtimeConfig for: "
+                     f"{', '.join(runtime_capabilities)}")
     if a["defaultRouteFamilies"]:
         families = " and ".join(f"IPv{f}" for f in a["defaultRouteFamilies"])
         gateways = f" via {', '.join(a['defaultRouteGateways'])}" \
@@ -276,6 +282,6 @@ def render(report: Mapping[str, Any]) -> list[str]:
         return lines
     lines.append(f"networks ({len(report['attachments'])}), in the order they are attached:")
     for attachment in report["attachments"]:
-        lines += _attachment_lines(attachment)
+        lines += _attachment_lines(attachment, report["settings"]["runtimeCapabilities"])
     lines += [f"warning: {w}" for w in report["warnings"]]
     return lines
