@@ -14,7 +14,7 @@ no record while it was read.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -319,9 +319,3 @@ def survey(conf: MultinetConf, kube: PodSource | None, pod: tuple[str, str] | No
                 f"but {reason}: left alone", lease.container_id, lease=lease))
     return found
 
-
-def summary(drifts: Iterable[Drift]) -> Mapping[str, int]:
-    counts: dict[str, int] = {}
-    for drift in drifts:
-        counts[drift.kind] = counts.get(drift.kind, 0) + 1
-    return counts
