@@ -219,3 +219,18 @@ def test_a_pod_without_a_record_and_bad_input(cluster, api):
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stderr == "multinetctl doctor: pod 'x/y/z': expected NAMESPACE/NAME or NAME\n"
+
+
+def test_a_netns_that_cannot_be_read_is_a_note_not_a_crash(cluster, api, pod, workdir):
+    from multinet.attach.record import RecordStore
+
+    attach(cluster, api, pod, "pa", "ca")
+    store = RecordStore(cluster.cni_dir)
+    record = store.read("ca")
+    bogus = os.path.join(workdir, "not-a-netns")
+    open(bogus, "w").close()
+    record.netns = bogus
+    store.write(record)
+    code, text = doctor(cluster)
+    assert code == 0, text
+    assert f"  note: actual: not compared: cannot read netns {bogus}: " in text

@@ -200,12 +200,19 @@ def _interface(view: netinspect.NetnsView, ifname: str) -> dict[str, Any] | None
 
 def _compare_pod(conf: MultinetConf, kube: PodSource | None, record: Record,
                  owned: list[Lease], survey: Survey) -> PodReport:
-    view = netinspect.inspect_netns(record.netns)
+    recorded = [(s.attachment.name, s.attachment.ifname, s.completed)
+                for s in record.attachments]
+    try:
+        view = netinspect.inspect_netns(record.netns)
+    except Exception as exc:  # netlink errors come in many types; say which, carry on
+        report = PodReport(pod_of(record), record.container_id, record.netns, record.state,
+                           True, leases=owned)
+        report.notes.append(f"actual: not compared: cannot read netns {record.netns}: {exc}")
+        report.rows = [Row(n, i, None, True, None) for n, i, _ in recorded]
+        return report
     report = PodReport(pod_of(record), record.container_id, record.netns, record.state,
                        view is not None, leases=owned)
     who = _who(record)
-    recorded = [(s.attachment.name, s.attachment.ifname, s.completed)
-                for s in record.attachments]
     if record.state != "added":
         report.notes.append("the record's ADD has not completed (in progress, or its "
                             "engine died): only completed attachments are expected")
