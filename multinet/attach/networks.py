@@ -54,6 +54,8 @@ class PodPlan:
     pod: dict[str, Any]
     attachments: list[Attachment]
     warnings: list[str] = field(default_factory=list)  # reported as pod events
+    # How each attachment's network was found, one line per attachment (multinetctl).
+    sources: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,9 +142,11 @@ def plan_for_pod(
     check_attachment_count(1 + len(selections),
                            f"pod {ref.key}: annotation {NETWORKS_ANNOTATION} and defaultNetworks")
 
-    cluster = _cluster_network(conf, settings, kube, override)
-    attachments = [Attachment(name=cluster[0], network=cluster[1], ifname=request.ifname,
+    cluster_name, cluster_network, cluster_source = _cluster_network(conf, settings, kube,
+                                                                     override)
+    attachments = [Attachment(name=cluster_name, network=cluster_network, ifname=request.ifname,
                               is_default=True, capability_args=dict(conf.runtime_config))]
+    sources = [cluster_source]
     ifnames = assign_interface_names(selections, request.ifname)
     factory = allocator_factory or _kubelet_allocator
     allocator: DeviceAllocator | None = None
@@ -151,18 +155,22 @@ def plan_for_pod(
             found = _default_network_nad(kube, settings, selection.name)
             if found is None:
                 # As clusterNetwork: a config in confDir by its name, or a path.
-                name, network = resolve_named_network(selection.name, settings, None,
-                                                      f"defaultNetworks[{index}]")
+                name, network, source = _resolve_named(selection.name, settings, None,
+                                                       f"defaultNetworks[{index}]")
                 attachments.append(Attachment(name=name, network=network, ifname=ifname))
+                sources.append(source)
                 continue
             nad = found
+            sources.append(f"defaultNetworks[{index}]: {_nad_source(nad)}")
         else:
             nad = _get_nad(kube, selection.namespace, selection.name, "network")
+            sources.append(f"pod annotation {NETWORKS_ANNOTATION}: element "
+                           f"{selection.position}: {_nad_source(nad)}")
         if nad.resource_name and allocator is None:
             allocator = factory(ref, settings)
         attachments.append(_secondary(request, settings, selection, nad, ifname, allocator))
     check_unique_ifnames(attachments)
-    return PodPlan(pod, attachments, warnings)
+    return PodPlan(pod, attachments, warnings, sources)
 
 
 def _kubelet_allocator(ref: PodRef, settings: K8sSettings) -> DeviceAllocator:
@@ -190,22 +198,33 @@ def _default_network_override(annotations: Mapping[str, str], settings: K8sSetti
 
 
 def _cluster_network(conf: MultinetConf, settings: K8sSettings, kube: PodSource,
-                     override: NetworkSelection | None) -> tuple[str, NetworkList]:
+                     override: NetworkSelection | None) -> tuple[str, NetworkList, str]:
+    """The cluster network, and how it was found."""
     if override is not None:
         nad = _get_nad(kube, override.namespace, override.name, "default network")
-        return nad.key, load_network(nad_cni_config(nad, settings.conf_dir),
-                                     f"default network {nad.key}")
+        network = load_network(nad_cni_config(nad, settings.conf_dir),
+                               f"default network {nad.key}")
+        return (nad.key, network,
+                f"pod annotation {DEFAULT_NETWORK_ANNOTATION} (replaces the cluster network): "
+                f"{_nad_source(nad)}")
     if settings.cluster_network:
-        return resolve_named_network(settings.cluster_network, settings, kube, "clusterNetwork")
+        return _resolve_named(settings.cluster_network, settings, kube, "clusterNetwork")
     if conf.delegates:
         network = load_network(conf.delegates[0], "delegates[0]")
-        return network.name, network
+        return network.name, network, "delegates[0] of the multinet config"
     raise CNIError(INVALID_CONFIG, "multinet config: no cluster network: set clusterNetwork")
 
 
 def resolve_named_network(value: str, settings: K8sSettings, kube: PodSource | None,
                           key: str) -> tuple[str, NetworkList]:
     """clusterNetwork/defaultNetworks: a path, a NAD in multusNamespace, or a file by name."""
+    name, network, _ = _resolve_named(value, settings, kube, key)
+    return name, network
+
+
+def _resolve_named(value: str, settings: K8sSettings, kube: PodSource | None,
+                   key: str) -> tuple[str, NetworkList, str]:
+    """resolve_named_network, also saying where the network was found."""
     if "/" in value:
         path = value
         if os.path.isdir(path):
@@ -213,13 +232,13 @@ def resolve_named_network(value: str, settings: K8sSettings, kube: PodSource | N
             if found is None:
                 raise CNIError(INVALID_CONFIG, f"{key}: no CNI config in directory {path}")
             path = found[0]
-        return _loaded(load_config_file(path), f"{key} {path}")
+        return _loaded(load_config_file(path), f"{key} {path}", f"{key}: file {path}")
     if kube is not None:
         raw = kube.get_nad(settings.multus_namespace, value)
         if raw is not None:
             nad = NetworkAttachmentDefinition.from_object(raw)
             return nad.key, load_network(nad_cni_config(nad, settings.conf_dir),
-                                         f"{key} {nad.key}")
+                                         f"{key} {nad.key}"), f"{key}: {_nad_source(nad)}"
     found_conf = find_network_config(settings.conf_dir, value)
     if found_conf is None:
         raise CNIError(
@@ -227,12 +246,19 @@ def resolve_named_network(value: str, settings: K8sSettings, kube: PodSource | N
             f"{key} {value!r}: no NAD {settings.multus_namespace}/{value} and no config named "
             f"{value!r} in {settings.conf_dir}",
         )
-    return _loaded(found_conf, f"{key} {value!r}")
+    return _loaded(found_conf, f"{key} {value!r}",
+                   f"{key}: config named {value!r} in confDir {settings.conf_dir}")
 
 
-def _loaded(raw: Mapping[str, Any], where: str) -> tuple[str, NetworkList]:
+def _loaded(raw: Mapping[str, Any], where: str, source: str) -> tuple[str, NetworkList, str]:
     network = load_network(raw, where)
-    return network.name, network
+    return network.name, network, source
+
+
+def _nad_source(nad: NetworkAttachmentDefinition) -> str:
+    if not nad.config_text.strip() and nad.config is None:
+        return f"NAD {nad.key} (no spec.config: the config named {nad.name!r} in confDir)"
+    return f"NAD {nad.key}"
 
 
 # -- secondary networks ------------------------------------------------------------------
