@@ -17,7 +17,7 @@ from typing import Any
 
 from multinet.attach.conf import MultinetConf
 from multinet.attach.plan import Attachment, check_attachment_count, check_unique_ifnames
-from multinet.cni.confdir import find_network_config, first_config_in_dir, load_config_file
+from multinet.cni.confdir import find_network_config, first_config_in_dir, load_network_file
 from multinet.cni.errors import INVALID_CONFIG, TRY_AGAIN_LATER, CNIError
 from multinet.cni.netconf import NetworkList, load_network
 from multinet.cni.request import Request
@@ -213,20 +213,18 @@ def resolve_named_network(value: str, settings: K8sSettings, kube: PodSource | N
             if found is None:
                 raise CNIError(INVALID_CONFIG, f"{key}: no CNI config in directory {path}")
             path = found[0]
-        return _loaded(load_config_file(path), f"{key} {path}")
+        return _loaded(load_network_file(path), f"{key} {path}")
     if kube is not None:
         raw = kube.get_nad(settings.multus_namespace, value)
         if raw is not None:
             nad = NetworkAttachmentDefinition.from_object(raw)
             return nad.key, load_network(nad_cni_config(nad, settings.conf_dir),
                                          f"{key} {nad.key}")
-    found_conf = find_network_config(settings.conf_dir, value)
-    if found_conf is None:
-        raise CNIError(
-            INVALID_CONFIG,
-            f"{key} {value!r}: no NAD {settings.multus_namespace}/{value} and no config named "
-            f"{value!r} in {settings.conf_dir}",
-        )
+    try:
+        found_conf = find_network_config(settings.conf_dir, value)
+    except CNIError as err:
+        raise CNIError(err.code, f"{key} {value!r}: no NAD {settings.multus_namespace}/{value},"
+                       f" and {err.msg}", err.details) from None
     return _loaded(found_conf, f"{key} {value!r}")
 
 
