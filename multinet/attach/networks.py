@@ -46,7 +46,12 @@ CAPABILITY_FIELDS = {
     "port_mappings": ("portMappings", "portMappings"),
     "bandwidth": ("bandwidth", "bandwidth"),
     "infiniband_guid": ("infinibandGUID", "infiniband-guid"),
+    "device_id": ("deviceID", "deviceID"),
 }
+
+
+# The args.cni key that carries a selection's ipam-claim-reference to its plugins.
+IPAM_CLAIM_ARG = "ipam-claim-reference"
 
 
 @dataclass
@@ -275,7 +280,12 @@ def _secondary(request: Request, settings: K8sSettings, selection: NetworkSelect
         extra["deviceInfoBase"] = settings.device_info_dir
         if _declares(network, "CNIDeviceInfoFile"):
             capability_args["CNIDeviceInfoFile"] = path
-    plugins = [_with_extras(p, selection.cni_args, device_id) for p in network.plugins]
+    cni_args = dict(selection.cni_args or {})
+    if selection.ipam_claim_reference:
+        # NPWG 4.1.2.1.11 names no transport: args.cni reaches every plugin of the
+        # attachment, and plugins ignore args they do not know (CNI CONVENTIONS).
+        cni_args[IPAM_CLAIM_ARG] = selection.ipam_claim_reference
+    plugins = [_with_extras(p, cni_args, device_id) for p in network.plugins]
     network = NetworkList(network.name, network.cni_version, tuple(plugins),
                           network.disable_check, network.disable_gc)
     return Attachment(name=nad.key, network=network, ifname=ifname,

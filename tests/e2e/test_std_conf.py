@@ -105,3 +105,89 @@ def test_lib_5_no_configs_and_no_such_name_are_told_apart(cluster, api, pod, wor
     else:
         assert f"no CNI network configs found in {conf_dir}" in msg
     cluster.assert_clean(pod)
+
+
+# --- what the pod asks for, and what reaches the plugins ----------------------------------
+
+
+def calls(path: str, command: str = "ADD") -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [c for c in map(json.loads, handle) if c["command"] == command]
+
+
+def recorded_macvlan(cnode, name: str, record: str, **recorder_extra) -> dict:
+    """macvlan (a real net1), then the recorder, which shows what the chain was given."""
+    return {"cniVersion": "1.0.0", "name": name, "plugins": [
+        {"type": "macvlan", "master": cnode.macvlan_master, "mode": "bridge",
+         "ipam": configs.host_local(cnode.ipam_dir, "198.18.7.0/24")},
+        {"type": "recorder", "recordFile": record, **recorder_extra}]}
+
+
+def test_npwg_4_1_2_1_11_a_ipam_claim_reference_reaches_every_plugin(cluster, api, pod,
+                                                                     workdir):
+    """NPWG-4.1.2.1.11-a: the element attaches normally and its ipam-claim-reference is
+    carried to the attachment's plugins as args.cni["ipam-claim-reference"] (plugins that
+    do not know it ignore it: macvlan here), next to the pod's cni-args."""
+    record = os.path.join(workdir, "calls")
+    api.create(nad_obj("ns1", "claimed", recorded_macvlan(cluster, "claimed", record)))
+    selection = [{"name": "claimed", "ipam-claim-reference": "vm-a.claimed",
+                  "cni-args": {"k": "v"}}]
+    conf, run = add_pod(cluster, api, pod, {NETWORKS: json.dumps(selection)})
+    run.ok()
+    assert pod.addresses("net1") == ["198.18.7.2/24"]
+    (add,) = calls(record)
+    assert add["stdin"]["args"]["cni"] == {"k": "v", "ipam-claim-reference": "vm-a.claimed"}
+    cluster.cni("DEL", conf, "c1", pod.path).ok()
+    (delete,) = calls(record, "DEL")
+    assert delete["stdin"]["args"]["cni"]["ipam-claim-reference"] == "vm-a.claimed"
+    cluster.assert_clean(pod)
+
+
+def test_npwg_4_1_2_1_11_a_ipam_claim_reference_with_ips_fails(cluster, api, pod, workdir):
+    """NPWG-4.1.2.1.11-a / H-6: `ips` and `ipam-claim-reference` in one element: ADD
+    fails, code 7, naming both; no plugin ran, nothing left."""
+    record = os.path.join(workdir, "calls")
+    api.create(nad_obj("ns1", "claimed", recorded_macvlan(cluster, "claimed", record)))
+    selection = [{"name": "claimed", "ipam-claim-reference": "vm-a.claimed",
+                  "ips": ["198.18.7.9/24"]}]
+    _, run = add_pod(cluster, api, pod, {NETWORKS: json.dumps(selection)})
+    assert run.returncode != 0 and run.json["code"] == 7
+    assert "ips and ipam-claim-reference" in run.json["msg"]
+    assert calls(record) == []
+    cluster.assert_clean(pod)
+
+
+@pytest.mark.parametrize("key", ["deviceID", "io.multinet.deviceID"])
+def test_npwg_4_1_2_1_3_c_device_id_without_the_capability_is_refused(cluster, api, pod,
+                                                                      workdir, key):
+    """NPWG-4.1.2.1.3-c (capability rule) for deviceID, in both forms
+    (NPWG-4.1.2.1-a): no plugin declares `deviceID`, so ADD fails with code 7 naming
+    the network and the field; no plugin ran and nothing is left."""
+    record = os.path.join(workdir, "calls")
+    api.create(nad_obj("ns1", "dev", recorded_macvlan(cluster, "dev", record)))
+    _, run = add_pod(cluster, api, pod,
+                     {NETWORKS: json.dumps([{"name": "dev", key: "0000:18:02.5"}])})
+    assert run.returncode != 0 and run.json["code"] == 7, run.stdout
+    assert "ns1/dev" in run.json["msg"] and "'deviceID'" in run.json["msg"]
+    assert calls(record) == []
+    cluster.assert_clean(pod)
+
+
+@pytest.mark.parametrize("key", ["deviceID", "io.multinet.deviceID"])
+def test_npwg_4_1_2_1_a_device_id_in_either_form_reaches_the_plugin(cluster, api, pod,
+                                                                    workdir, key):
+    """NPWG-4.1.2.1-a: `deviceID` and `io.multinet.deviceID` are acted on alike: the
+    plugin declaring the capability gets runtimeConfig.deviceID."""
+    record = os.path.join(workdir, "calls")
+    api.create(nad_obj("ns1", "dev", recorded_macvlan(
+        cluster, "dev", record, capabilities={"deviceID": True})))
+    conf, run = add_pod(cluster, api, pod,
+                        {NETWORKS: json.dumps([{"name": "dev", key: "0000:18:02.5"}])})
+    run.ok()
+    (add,) = calls(record)
+    assert add["stdin"]["runtimeConfig"]["deviceID"] == "0000:18:02.5"
+    assert "net1" in pod.links()
+    cluster.cni("DEL", conf, "c1", pod.path).ok()
+    cluster.assert_clean(pod)
