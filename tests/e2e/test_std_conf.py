@@ -191,3 +191,51 @@ def test_npwg_4_1_2_1_a_device_id_in_either_form_reaches_the_plugin(cluster, api
     assert "net1" in pod.links()
     cluster.cni("DEL", conf, "c1", pod.path).ok()
     cluster.assert_clean(pod)
+
+
+# --- NPWG-6-a / H-1: an invalid annotation ------------------------------------------------
+
+INVALID = [
+    ('[{"name": "macnet", "ips": ["300.1.1.1"]}]', "ips[0]", "300.1.1.1"),
+    ('[{"name": "macnet", "mac": "zz"}]', "mac", "zz"),
+    ('[{"name": "macnet", "interface": "a-very-long-ifname"}]', "interface",
+     "a-very-long-ifname"),
+    ('[{"name": "macnet", "portMappings": [{"hostPort": 0, "containerPort": 80}]}]',
+     "portMappings[0].hostPort", "0"),
+    ('[{"name": "macnet", "bandwidth": {"ingressBurst": 10}}]', "bandwidth", "ingressBurst"),
+    ('[{"name": "macnet", "infiniband-guid": "00:11"}]', "infiniband-guid", "00:11"),
+    ('[{"name": "macnet", "default-route": ["198.18.1.1"]},'
+     ' {"name": "macnet", "default-route": ["198.18.1.1"]}]', "default-route", "element 2"),
+]
+
+
+@pytest.mark.parametrize("value, field, quoted", INVALID, ids=[f for _, f, _ in INVALID])
+def test_h_1_an_invalid_annotation_fails_add_by_default(cluster, api, pod, value, field,
+                                                        quoted):
+    """H-1 (the Multus default): an invalid networks annotation fails ADD with code 7, the
+    message naming the annotation and the field; no interface, lease or record is left."""
+    _, run = add_pod(cluster, api, pod, {NETWORKS: value})
+    assert run.returncode != 0 and run.json["code"] == 7, run.stdout
+    msg = run.json["msg"]
+    assert msg.startswith(f"pod annotation {NETWORKS}: element "), msg
+    assert field in msg and quoted in msg, msg
+    cluster.assert_clean(pod)
+
+
+@pytest.mark.parametrize("value, field, quoted", INVALID, ids=[f for _, f, _ in INVALID])
+def test_npwg_6_a_an_ignored_invalid_annotation_leaves_the_cluster_network(
+        cluster, api, pod, value, field, quoted):
+    """NPWG-6-a / H-1 with `invalidAnnotation: ignore` (the spec's reading): the pod gets
+    the cluster network on eth0, with its addresses and default route, and nothing else;
+    a Warning event names the annotation and the field; DEL leaves nothing."""
+    conf = k8s_conf(cluster, api, invalidAnnotation="ignore")
+    _, run = add_pod(cluster, api, pod, {NETWORKS: value}, conf=conf)
+    result = run.ok()
+    assert set(pod.links()) == {"lo", "eth0"}
+    assert [i["name"] for i in result["interfaces"] if i.get("sandbox")] == ["eth0"]
+    assert any(a.startswith("198.18.0.") for a in pod.addresses("eth0"))
+    assert [r["dev"] for r in pod.default_routes("4")] == ["eth0"]
+    warnings = [e for e in api.events("ns1") if e["reason"] == "InvalidNetworkAnnotation"]
+    assert warnings and field in warnings[0]["message"] and NETWORKS in warnings[0]["message"]
+    cluster.cni("DEL", conf, "c1", pod.path).ok()
+    cluster.assert_clean(pod)
