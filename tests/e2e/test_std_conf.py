@@ -239,3 +239,48 @@ def test_npwg_6_a_an_ignored_invalid_annotation_leaves_the_cluster_network(
     assert warnings and field in warnings[0]["message"] and NETWORKS in warnings[0]["message"]
     cluster.cni("DEL", conf, "c1", pod.path).ok()
     cluster.assert_clean(pod)
+
+
+# --- one default route per family, whatever the plugins did --------------------------------
+
+
+def hidden_route_nad(cnode, name: str = "hidden") -> dict:
+    """macvlan whose chain adds default routes (metric 50) it does not report."""
+    net = configs.macvlan_net(name, cnode.macvlan_master, cnode.ipam_dir)
+    return {**net, "type": "hidden-default-route", "delegate": "macvlan",
+            "hiddenDefaults": {"4": "198.18.1.1", "6": "fd00:19::1"}}
+
+
+def test_default_routes_unreported_by_a_secondary_are_removed(cluster, api, pod):
+    """NPWG-4.1.2.1.9-b (one default route per family, the owner's): a secondary whose
+    plugin installs default routes without reporting them leaves the pod with exactly
+    one default route per family, via eth0; the merged result agrees."""
+    api.create(nad_obj("ns1", "hidden", hidden_route_nad(cluster)))
+    conf, run = add_pod(cluster, api, pod, {NETWORKS: "hidden"})
+    result = run.ok()
+    assert "net1" in pod.links()
+    for family in ("4", "6"):
+        defaults = pod.default_routes(family)
+        assert [r["dev"] for r in defaults] == ["eth0"], (family, defaults)
+    reported = [r for r in result["routes"] if r["dst"] in ("0.0.0.0/0", "::/0")]
+    assert sorted(r["dst"] for r in reported) == ["0.0.0.0/0", "::/0"], "the cluster's only"
+    assert not any(r.get("gw") in ("198.18.1.1", "fd00:19::1") for r in result["routes"])
+    with open(cluster.log_file) as handle:
+        log = handle.read()
+    assert "removed IPv4 default via 198.18.1.1 dev net1" in log
+    assert "removed IPv6 default via fd00:19::1 dev net1" in log
+    cluster.cni("DEL", conf, "c1", pod.path).ok()
+    cluster.assert_clean(pod)
+
+
+def test_a_requested_default_route_keeps_its_network_s_routes(cluster, api, pod):
+    """NPWG-4.1.2.1.9-b: when the pod asks for that network as its IPv4 default-route,
+    the IPv4 defaults left all leave through it, and eth0 keeps only IPv6's."""
+    api.create(nad_obj("ns1", "hidden", hidden_route_nad(cluster)))
+    selection = [{"name": "hidden", "default-route": ["198.18.1.1"]}]
+    conf, run = add_pod(cluster, api, pod, {NETWORKS: json.dumps(selection)})
+    run.ok()
+    assert {r["dev"] for r in pod.default_routes("4")} == {"net1"}
+    assert [r["dev"] for r in pod.default_routes("6")] == ["eth0"]
+    cluster.cni("DEL", conf, "c1", pod.path).ok()
+    cluster.assert_clean(pod)
