@@ -220,6 +220,8 @@ def test_h_1_an_invalid_annotation_fails_add_by_default(cluster, api, pod, value
     assert msg.startswith(f"pod annotation {NETWORKS}: element "), msg
     assert field in msg and quoted in msg, msg
     cluster.assert_clean(pod)
+    warnings = [e for e in api.events("ns1") if e["reason"] == "InvalidNetworkAnnotation"]
+    assert [e["type"] for e in warnings] == ["Warning"] and warnings[0]["message"] == msg
 
 
 @pytest.mark.parametrize("value, field, quoted", INVALID, ids=[f for _, f, _ in INVALID])
