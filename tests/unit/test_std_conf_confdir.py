@@ -179,3 +179,40 @@ def test_lib_5_configs_without_the_name_is_name_not_found(tmp_path, files):
         find_network_config(str(tmp_path), "net-a")
     assert info.value.code == INVALID_CONFIG
     assert f'no CNI network config named "net-a" in {tmp_path}' in info.value.msg
+
+
+# --- the same rules where the engine names a network ------------------------------------
+
+
+def settings_for(conf_dir):
+    from multinet.attach.conf import load_conf
+    from multinet.attach.networks import K8sSettings
+
+    return K8sSettings.from_conf(load_conf({
+        "cniVersion": "1.1.0", "name": "mn", "type": "multinet", "confDir": str(conf_dir)}))
+
+
+def test_cni_conf_6_cluster_network_as_a_path_gets_its_dir_plugins(tmp_path):
+    """CNI-CONF-6: clusterNetwork given as the path of a conflist reads its directory."""
+    from multinet.attach.networks import resolve_named_network
+
+    write(tmp_path / "10-a.conflist", conflist(plugins=[{"type": "bridge"}]))
+    write(tmp_path / "net-a" / "a.conf", {"type": "tuning"})
+    _, network = resolve_named_network(str(tmp_path / "10-a.conflist"), settings_for(tmp_path),
+                                       None, "clusterNetwork")
+    assert network.types == ["bridge", "tuning"]
+
+
+def test_lib_5_cluster_network_by_name_tells_the_two_apart(tmp_path):
+    """LIB-5: clusterNetwork by name: an empty confDir and a confDir without the name
+    give different messages, both naming the key and the directory."""
+    from multinet.attach.networks import resolve_named_network
+
+    with pytest.raises(CNIError) as empty:
+        resolve_named_network("net-a", settings_for(tmp_path), None, "clusterNetwork")
+    assert empty.value.msg.startswith("clusterNetwork 'net-a': ")
+    assert f"no CNI network configs found in {tmp_path}" in empty.value.msg
+    write(tmp_path / "10-b.conflist", conflist("net-b", [{"type": "bridge"}]))
+    with pytest.raises(CNIError) as other:
+        resolve_named_network("net-a", settings_for(tmp_path), None, "clusterNetwork")
+    assert f'no CNI network config named "net-a" in {tmp_path}' in other.value.msg
