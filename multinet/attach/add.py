@@ -92,9 +92,9 @@ def _settle_routes(request: Request, plan: Sequence[Attachment],
     owners = merge.default_route_owners([a.is_default for a in plan],
                                         [a.default_route for a in plan])
     gateways = merge.requested_gateways([a.default_route for a in plan])
-    # Plugins install the routes they report: only a foreign default route
-    # reported by some attachment, or a requested gateway, needs netlink work.
-    if gateways or merge.foreign_default_routes(canonical, owners):
+    # The pod's table is checked, not only the results: a plugin may install a
+    # default route it does not report. One network alone has nothing to compete with.
+    if gateways or len(plan) > 1 or merge.foreign_default_routes(canonical, owners):
         routes.enforce_default_routes(
             request.netns,
             {f: plan[i].ifname if i is not None else None for f, i in owners.items()},

@@ -17,7 +17,7 @@ from typing import Any
 
 from multinet.attach.conf import MultinetConf
 from multinet.attach.plan import Attachment, check_attachment_count, check_unique_ifnames
-from multinet.cni.confdir import find_network_config, first_config_in_dir, load_config_file
+from multinet.cni.confdir import find_network_config, first_config_in_dir, load_network_file
 from multinet.cni.errors import INVALID_CONFIG, TRY_AGAIN_LATER, CNIError
 from multinet.cni.netconf import NetworkList, load_network
 from multinet.cni.request import Request
@@ -46,7 +46,12 @@ CAPABILITY_FIELDS = {
     "port_mappings": ("portMappings", "portMappings"),
     "bandwidth": ("bandwidth", "bandwidth"),
     "infiniband_guid": ("infinibandGUID", "infiniband-guid"),
+    "device_id": ("deviceID", "deviceID"),
 }
+
+
+# The args.cni key that carries a selection's ipam-claim-reference to its plugins.
+IPAM_CLAIM_ARG = "ipam-claim-reference"
 
 
 @dataclass
@@ -232,20 +237,18 @@ def _resolve_named(value: str, settings: K8sSettings, kube: PodSource | None,
             if found is None:
                 raise CNIError(INVALID_CONFIG, f"{key}: no CNI config in directory {path}")
             path = found[0]
-        return _loaded(load_config_file(path), f"{key} {path}", f"{key}: file {path}")
+        return _loaded(load_network_file(path), f"{key} {path}", f"{key}: file {path}")
     if kube is not None:
         raw = kube.get_nad(settings.multus_namespace, value)
         if raw is not None:
             nad = NetworkAttachmentDefinition.from_object(raw)
             return nad.key, load_network(nad_cni_config(nad, settings.conf_dir),
                                          f"{key} {nad.key}"), f"{key}: {_nad_source(nad)}"
-    found_conf = find_network_config(settings.conf_dir, value)
-    if found_conf is None:
-        raise CNIError(
-            INVALID_CONFIG,
-            f"{key} {value!r}: no NAD {settings.multus_namespace}/{value} and no config named "
-            f"{value!r} in {settings.conf_dir}",
-        )
+    try:
+        found_conf = find_network_config(settings.conf_dir, value)
+    except CNIError as err:
+        raise CNIError(err.code, f"{key} {value!r}: no NAD {settings.multus_namespace}/{value},"
+                       f" and {err.msg}", err.details) from None
     return _loaded(found_conf, f"{key} {value!r}",
                    f"{key}: config named {value!r} in confDir {settings.conf_dir}")
 
@@ -303,7 +306,12 @@ def _secondary(request: Request, settings: K8sSettings, selection: NetworkSelect
         extra["deviceInfoBase"] = settings.device_info_dir
         if _declares(network, "CNIDeviceInfoFile"):
             capability_args["CNIDeviceInfoFile"] = path
-    plugins = [_with_extras(p, selection.cni_args, device_id) for p in network.plugins]
+    cni_args = dict(selection.cni_args or {})
+    if selection.ipam_claim_reference:
+        # NPWG 4.1.2.1.11 names no transport: args.cni reaches every plugin of the
+        # attachment, and plugins ignore args they do not know (CNI CONVENTIONS).
+        cni_args[IPAM_CLAIM_ARG] = selection.ipam_claim_reference
+    plugins = [_with_extras(p, cni_args, device_id) for p in network.plugins]
     network = NetworkList(network.name, network.cni_version, tuple(plugins),
                           network.disable_check, network.disable_gc)
     return Attachment(name=nad.key, network=network, ifname=ifname,

@@ -1,7 +1,8 @@
 """Default routes inside the pod: exactly the ones the plan says, no others.
 
-Secondary networks' IPAM often installs its own default route; the pod must keep
-one per IP family, the one of the attachment that owns that family.
+Secondary networks' IPAM often installs its own default route, reported or not; the
+pod's table is read, and the pod keeps only the default routes of the attachment
+that owns each IP family.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def enforce_default_routes(netns: str, owners: Mapping[int, str | None],
         # has gone (removed mid-ADD), and leave it mounted there.
         with IPRoute(netns=netns, flags=0) as ipr:
             index_of = {link.get_attr("IFLA_IFNAME"): link["index"] for link in ipr.get_links()}
+            name_of = {index: name for name, index in index_of.items()}
             for family, owner in owners.items():
                 keep = index_of.get(owner) if owner else None
                 for route in ipr.route("dump", family=FAMILIES[family]):
@@ -59,8 +61,9 @@ def enforce_default_routes(netns: str, owners: Mapping[int, str | None],
                     foreign = [hop for hop in _hops(route) if hop[0] != keep]
                     if foreign:
                         _drop_hops(ipr, route, family, foreign, keep)
-                        removed += [f"removed IPv{family} default via {gw} (oif {oif})"
-                                    for oif, gw in foreign]
+                        removed += [f"removed IPv{family} default via {gw or '(none)'} dev "
+                                    f"{name_of.get(oif, f'#{oif}')}, which {owner or 'nothing'} "
+                                    "owns instead" for oif, gw in foreign]
                 gateway = (gateways or {}).get(family)
                 if gateway and keep is not None:
                     ipr.route("replace", dst=DEFAULT_DSTS[family], gateway=gateway, oif=keep,
@@ -71,7 +74,8 @@ def enforce_default_routes(netns: str, owners: Mapping[int, str | None],
     except Exception as exc:  # netlink errors come in many types; all mean the same here
         raise CNIError(ROUTE_FAILED, f"cannot set default routes in {netns}: {exc}") from None
     for line in removed:
-        log.info("%s in %s", line, netns)
+        # Loud: a plugin's route taken away is something an operator may look for.
+        log.warning("%s in %s", line, netns)
     return removed
 
 

@@ -22,16 +22,14 @@ from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.delete import run_del
 from multinet.attach.gc import run_gc
 from multinet.attach.lock import container_lock
-from multinet.attach.networks import K8sSettings, resolve_named_network
 from multinet.attach.plan import plan_from_delegates
 from multinet.attach.podadd import add_for_pod
 from multinet.attach.readiness import wait_until_ready
 from multinet.attach.status import run_status
 from multinet.cni import version as versions
 from multinet.cni.cancel import Cancel
-from multinet.cni.errors import INTERNAL, STATUS_UNAVAILABLE, CNIError
+from multinet.cni.errors import INTERNAL, CNIError
 from multinet.cni.invoke import DEFAULT_TIMEOUT
-from multinet.cni.netconf import NetworkList
 from multinet.cni.request import Request, decode_config, request_from_env
 from multinet.k8s.client import Kube, KubeClient
 from multinet.k8s.podref import pod_ref
@@ -84,7 +82,7 @@ def handle(request: Request, base_env: Mapping[str, str] | None = None,
     elif request.command == "GC":
         run_gc(request, conf, base_env)
     elif request.command == "STATUS":
-        run_status(request, conf, cluster_networks(conf, kube), base_env=base_env)
+        run_status(request, conf, kube, base_env=base_env)
     return None
 
 
@@ -110,19 +108,6 @@ def _add(request: Request, conf: MultinetConf, base_env: Mapping[str, str] | Non
             return add_for_pod(request, conf, kube, ref, base_env, cancel=cancel)
         plan = plan_from_delegates(conf, request)
         return run_add(request, conf, plan, base_env, cancel=cancel).output
-
-
-def cluster_networks(conf: MultinetConf, kube: Kube | None) -> list[NetworkList] | None:
-    """The network STATUS asks about: inline delegates (None), else `clusterNetwork`."""
-    if conf.delegates or not conf.get("clusterNetwork"):
-        return None
-    try:
-        _, network = resolve_named_network(conf.get("clusterNetwork"),
-                                           K8sSettings.from_conf(conf), kube, "clusterNetwork")
-    except CNIError as err:
-        # A cluster network that cannot be found is one that cannot serve ADD.
-        raise CNIError(STATUS_UNAVAILABLE, err.msg, err.details) from None
-    return [network]
 
 
 def _error_version(stdin: bytes) -> str:

@@ -29,12 +29,12 @@ def plugin_type_problem(plugin_type: object) -> str | None:
     return None
 
 
-def _as_bool(value: object, where: str) -> bool:
-    # libcni also accepts the strings "true" and "false" here.
+def as_bool(value: object, where: str) -> bool:
+    """A list-level flag: a boolean, or as libcni also reads it, "true"/"false" in any case."""
     if isinstance(value, bool):
         return value
-    if value in ("true", "false"):
-        return value == "true"
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
     raise CNIError(INVALID_CONFIG, f"{where} must be a boolean, got {value!r}")
 
 
@@ -109,12 +109,18 @@ def load_network(raw: Mapping[str, Any], where: str) -> NetworkList:
         )
     where = f"{where} (network {name!r})"
     cni_version = _select_version(raw, where)
+    if "loadOnlyInlinedPlugins" in raw:
+        as_bool(raw["loadOnlyInlinedPlugins"], f"{where}: loadOnlyInlinedPlugins")
+        if "plugins" not in raw:
+            # Only a file has a <confdir>/<name>/ directory to take plugins from
+            # (multinet.cni.confdir); here there is nothing to fill the list.
+            raise CNIError(INVALID_CONFIG, f"{where}: a list needs a non-empty plugins list")
     if "plugins" in raw:
         plugins = raw["plugins"]
         if not isinstance(plugins, list) or not plugins:
             raise CNIError(INVALID_CONFIG, f"{where}: plugins must be a non-empty list")
-        disable_check = _as_bool(raw.get("disableCheck", False), f"{where}: disableCheck")
-        disable_gc = _as_bool(raw.get("disableGC", False), f"{where}: disableGC")
+        disable_check = as_bool(raw.get("disableCheck", False), f"{where}: disableCheck")
+        disable_gc = as_bool(raw.get("disableGC", False), f"{where}: disableGC")
     else:
         plugins = [raw]
         disable_check = disable_gc = False

@@ -90,14 +90,11 @@ def _parse_or_none(text: str) -> dict[str, Any] | None:
 def nad_cni_config(nad: NetworkAttachmentDefinition, conf_dir: str) -> dict[str, Any]:
     """The delegate config for `nad`: a fresh dict the caller may change."""
     if not nad.config_text.strip() and nad.config is None:
-        found = find_network_config(conf_dir, nad.name)
-        if found is None:
-            raise CNIError(
-                INVALID_CONFIG,
-                f"NetworkAttachmentDefinition {nad.key} has no spec.config and no CNI config "
-                f'named "{nad.name}" was found in {conf_dir}',
-            )
-        return found
+        try:
+            return find_network_config(conf_dir, nad.name)
+        except CNIError as err:
+            raise CNIError(err.code, f"NetworkAttachmentDefinition {nad.key} has no "
+                           f"spec.config, and {err.msg}", err.details) from None
     conf = _spec_config(nad)
     name = conf.get("name")
     if name is None or name == "":

@@ -28,6 +28,9 @@ from multinet.cni.errors import INVALID_CONFIG, CNIError
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
+# Multus' `deviceID` is no NPWG key; extension keys are reverse-DNS named (NPWG
+# 4.1.2.1), so multinet also reads it under its own name. docs/annotations.md.
+DEVICE_ID_KEYS = ("deviceID", "io.multinet.deviceID")
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
@@ -52,7 +55,7 @@ _OPTIONAL_KEYS = (
     "cni-args",
     "infiniband-guid",
     "ipam-claim-reference",
-    "deviceID",
+    *DEVICE_ID_KEYS,
 )
 _OPTIONAL_STRINGS = frozenset(
     {
@@ -62,7 +65,7 @@ _OPTIONAL_STRINGS = frozenset(
         "mac",
         "infiniband-guid",
         "ipam-claim-reference",
-        "deviceID",
+        *DEVICE_ID_KEYS,
     }
 )
 
@@ -346,7 +349,7 @@ def _build(element: dict[str, Any], pod_namespace: str, position: int) -> Networ
         cni_args=element.get("cni-args"),
         infiniband_guid=element.get("infiniband-guid"),
         ipam_claim_reference=element.get("ipam-claim-reference"),
-        device_id=element.get("deviceID"),
+        device_id=next((element[k] for k in DEVICE_ID_KEYS if k in element), None),
         position=position,
     )
 
@@ -362,6 +365,10 @@ def _validate(
     for i, element in enumerate(normalised):
         if "ips" in element and "ipam-claim-reference" in element:
             raise notes.error(i, "ips and ipam-claim-reference cannot both be set")
+        device_ids = {element[k] for k in DEVICE_ID_KEYS if k in element}
+        if len(device_ids) > 1:
+            raise notes.error(i, f"{' and '.join(DEVICE_ID_KEYS)} are the same key and must "
+                              "not differ")
         if "default-route" in element:
             if route_owner is not None:
                 raise notes.error(

@@ -3,7 +3,13 @@ import os
 
 import pytest
 
-from multinet.cni.confdir import find_network_config, first_config_in_dir, load_config_file
+from multinet.cni.confdir import (
+    ConfigNotFound,
+    NoConfigsFound,
+    find_network_config,
+    first_config_in_dir,
+    load_config_file,
+)
 from multinet.cni.errors import DECODE_FAILURE, INVALID_CONFIG, IO_FAILURE, CNIError
 
 
@@ -77,8 +83,10 @@ def test_confs_and_json_sorted_together(tmp_path):
 def test_unreadable_or_invalid_files_are_skipped(tmp_path):
     write(tmp_path, "00-broken.conflist", "{broken")
     write(tmp_path, "01-array.conflist", "[]")
-    # A conflist without plugins and a conf without type are not usable either.
-    write(tmp_path, "02-noplugins.conflist", {"name": "net-a", "marker": "bad"})
+    # A conflist whose plugins is not a list and a conf without type are not usable
+    # either. (A conflist without plugins takes them from its directory: see
+    # test_std_conf_confdir.py, CNI-CONF-6.)
+    write(tmp_path, "02-badplugins.conflist", {"name": "net-a", "plugins": {}, "marker": "bad"})
     write(tmp_path, "03-notype.conf", {"name": "net-a", "marker": "bad"})
     (tmp_path / "04-dir.conflist").mkdir()
     os.symlink(tmp_path / "missing", tmp_path / "05-dangling.conflist")
@@ -89,7 +97,8 @@ def test_unreadable_or_invalid_files_are_skipped(tmp_path):
 def test_other_extensions_are_ignored(tmp_path):
     write(tmp_path, "00-a.yaml", conf("net-a", "yaml"))
     write(tmp_path, "00-a.conf.bak", conf("net-a", "bak"))
-    assert find_network_config(str(tmp_path), "net-a") is None
+    with pytest.raises(NoConfigsFound):
+        find_network_config(str(tmp_path), "net-a")
 
 
 def test_symlinked_files_are_followed(tmp_path):
@@ -100,8 +109,10 @@ def test_symlinked_files_are_followed(tmp_path):
 
 def test_nothing_found(tmp_path):
     write(tmp_path, "10-a.conflist", conflist("net-b", "x"))
-    assert find_network_config(str(tmp_path), "net-a") is None
-    assert find_network_config(str(tmp_path / "missing"), "net-a") is None
+    with pytest.raises(ConfigNotFound):
+        find_network_config(str(tmp_path), "net-a")
+    with pytest.raises(NoConfigsFound):
+        find_network_config(str(tmp_path / "missing"), "net-a")
 
 
 # --- first_config_in_dir -----------------------------------------------------------
