@@ -146,6 +146,10 @@ def missing(cat: Catalogue, found: dict[str, list[str]]) -> list[Item]:
     return [i for i in cat.items if i.required and i.id not in found and i.id not in cat.pending]
 
 
+def _in_order(cat: Catalogue, keys: dict[str, str]) -> list[str]:
+    return [i.id for i in cat.items if i.id in keys]
+
+
 def render(cat: Catalogue, found: dict[str, list[str]]) -> str:
     required = [i for i in cat.items if i.required]
     shown = sum(1 for i in required if i.id in found)
@@ -160,7 +164,8 @@ def render(cat: Catalogue, found: dict[str, list[str]]) -> str:
         "behaviours a runtime relies on), the test that shows it, and, where multinet's "
         "default departs from the text or can be made to, the configuration key that "
         "changes it. A test names the items it shows in its docstring "
-        "(`grep -r NPWG-7.3-a tests/`).",
+        "(`grep -r NPWG-7.3-a tests/`). Items of level NOTE (H-*, TOOL-*) are the "
+        "checklist's decision points and test-driver notes; they need no test.",
         "",
         f"{shown} of {len(required)} MUST/SHOULD items have a test; "
         f"{sum(1 for i in required if i.id in cat.pending)} are still being built "
@@ -174,9 +179,13 @@ def render(cat: Catalogue, found: dict[str, list[str]]) -> str:
             f"pending: {cat.pending[i.id]}" if i.id in cat.pending else "—")
         out.append(f"| {i.id} | {i.level} | {i.summary} | {tests} | "
                    f"{cat.deviations.get(i.id, '')} |")
+    if cat.deviations:
+        out += ["", "## Where the default departs from the text, and the key that changes it",
+                ""]
+        out += [f"- {k}: {cat.deviations[k]}" for k in _in_order(cat, cat.deviations)]
     if cat.pending:
         out += ["", "## Pending", ""]
-        out += [f"- {k}: {v}" for k, v in sorted(cat.pending.items())]
+        out += [f"- {k}: {cat.pending[k]}" for k in _in_order(cat, cat.pending)]
     return "\n".join(out) + "\n"
 
 

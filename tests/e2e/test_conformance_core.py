@@ -273,3 +273,57 @@ def test_a_plugin_binary_busy_being_written_is_waited_for(cnode, pod, workdir):
     assert [c["command"] for c in calls(record)] == ["ADD"]
     cnode.cni("DEL", conf, "cbusy", pod.path).ok()
     cnode.assert_clean(pod)
+
+
+def test_add_runs_a_list_in_order_and_stops_at_its_first_error(cnode, pod, workdir):
+    """Checklist: CNI-ADD-1, CNI-DEL-1.
+
+    The first plugin of a list gets no prevResult, each later one the result before
+    it; a failing plugin ends the list (the one after it never runs) and the ADD.
+    The rollback DELs the list last first; a list older than 0.4.0 gets no
+    prevResult on DEL."""
+    record = os.path.join(workdir, "calls.jsonl")
+    given = {"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "198.18.13.5/24"}]}
+    chain = {"cniVersion": "0.3.1", "name": "chain", "plugins": [
+        {"type": "recorder", "recordFile": record, "tag": "first", "result": given},
+        {"type": "recorder", "recordFile": record, "tag": "second", "failOn": ["ADD"],
+         "failIfExists": os.path.join(workdir, "fail"), "failCode": 7},
+        {"type": "recorder", "recordFile": record, "tag": "third"}]}
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), chain])
+
+    cnode.cni("ADD", conf, "cchain", pod.path).ok()
+    adds = [c["stdin"] for c in calls(record) if c["command"] == "ADD"]
+    assert [a["tag"] for a in adds] == ["first", "second", "third"]
+    assert "prevResult" not in adds[0]
+    assert adds[1]["prevResult"] == given and adds[2]["prevResult"] == given
+    cnode.cni("DEL", conf, "cchain", pod.path).ok()
+    dels = [c["stdin"] for c in calls(record) if c["command"] == "DEL"]
+    assert [d["tag"] for d in dels] == ["third", "second", "first"]
+    assert not any("prevResult" in d for d in dels), "0.3.1 has no prevResult on DEL"
+    cnode.assert_clean(pod)
+
+    os.unlink(record)
+    open(os.path.join(workdir, "fail"), "w").close()
+    run = cnode.cni("ADD", conf, "cchain2", pod.path)
+    assert run.returncode != 0 and run.json["code"] == 7
+    assert [(c["command"], c["stdin"]["tag"]) for c in calls(record)] == [
+        ("ADD", "first"), ("ADD", "second"),
+        ("DEL", "third"), ("DEL", "second"), ("DEL", "first")]
+    cnode.assert_clean(pod)
+
+
+def test_a_failing_status_never_stops_add_or_del(cnode, pod, workdir):
+    """Checklist: CNI-STATUS-3.
+
+    A delegate that answers STATUS with 50 makes multinet's STATUS fail, while ADD
+    and DEL go on as if STATUS had never been asked."""
+    record = os.path.join(workdir, "calls.jsonl")
+    down = {"cniVersion": "1.1.0", "name": "down", "type": "recorder", "recordFile": record,
+            "failOn": ["STATUS"], "failCode": 50, "failMsg": "no leases left"}
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), down])
+    assert cnode.cni("STATUS", conf).json["code"] == 50
+    cnode.cni("ADD", conf, "cstat", pod.path).ok()
+    assert "eth0" in pod.links()
+    cnode.cni("DEL", conf, "cstat", pod.path).ok()
+    assert [c["command"] for c in calls(record)] == ["STATUS", "ADD", "DEL"]
+    cnode.assert_clean(pod)

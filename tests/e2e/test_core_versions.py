@@ -63,7 +63,7 @@ def test_primary_result_mode_returns_cluster_network_only(cnode, pod):
 
 
 def test_check_passes_then_detects_a_missing_address(cnode, pod):
-    """Checklist: CNI-CHECK-2, CNI-CHECK-3, CNI-DLG-5."""
+    """Checklist: CNI-CHECK-2, CNI-CHECK-3, CNI-DLG-5, CNI-ERR-1."""
     conf = cnode.conf(cnode.three_networks()[:2])
     cnode.cni("ADD", conf, "ccheck", pod.path).ok()
     assert cnode.cni("CHECK", conf, "ccheck", pod.path).returncode == 0

@@ -226,6 +226,7 @@ def test_device_info_unlink_does_not_follow_a_symlinked_directory(tmp_path):
 
 
 def test_a_full_disk_keeps_the_old_record_and_answers_an_io_error(tmp_path, monkeypatch):
+    """Checklist: CNI-ERR-1."""
     import errno
 
     from multinet.attach import record as record_module
