@@ -114,7 +114,9 @@ def _call(ctx: Context, command: str, conf: Mapping[str, Any]) -> dict[str, Any]
         output.returncode, output.seconds, extra={"delegate_call": call_facts},
     )
     if stderr:
-        log.debug("delegate %s %s stderr: %s", command, plugin_type, stderr)
+        # A failing delegate's stderr often says why: keep it at the default level.
+        level = logging.ERROR if output.returncode != 0 else logging.DEBUG
+        log.log(level, "delegate %s %s stderr: %s", command, plugin_type, stderr)
     if output.returncode != 0:
         err = plugin_exec.plugin_error(output)
         raise CNIError(err.code, f"{where}: {command} failed: {err.msg}", err.details)

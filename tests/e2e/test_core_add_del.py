@@ -21,6 +21,7 @@ def sandbox_view(result: dict) -> dict[str, list[str]]:
 
 
 def test_three_networks_add_then_del(cnode, pod):
+    """Checklist: NPWG-4.2.1-b, CNI-DEL-3, CNI-GC-4, CNI-STATUS-3."""
     conf = cnode.conf(cnode.three_networks())
     result = cnode.cni("ADD", conf, "c3net", pod.path).ok()
 
@@ -53,6 +54,7 @@ def test_three_networks_add_then_del(cnode, pod):
 
 
 def test_conflist_delegate_runs_chain(cnode, pod):
+    """Checklist: CNI-ADD-1."""
     chain = {
         "cniVersion": "1.0.0",
         "name": "mac-chain",
@@ -73,6 +75,7 @@ def test_conflist_delegate_runs_chain(cnode, pod):
 
 
 def test_del_twice_without_record_and_with_netns_gone(cnode, make_pod):
+    """Checklist: CNI-DEL-2, CNI-DEL-3."""
     conf = cnode.conf(cnode.three_networks())
     pod = make_pod()
     assert cnode.cni("DEL", conf, "never-added", pod.path).returncode == 0
@@ -90,6 +93,7 @@ def test_del_twice_without_record_and_with_netns_gone(cnode, make_pod):
 
 
 def test_log_lines_per_verb_and_delegate(cnode, pod):
+    """Checklist: CNI-EXEC-5."""
     conf = cnode.conf(cnode.three_networks()[:1])
     add = cnode.cni("ADD", conf, "clog", pod.path)
     add.ok()
@@ -103,6 +107,7 @@ def test_log_lines_per_verb_and_delegate(cnode, pod):
 
 
 def test_same_container_added_twice_is_refused_and_first_kept(cnode, pod):
+    """Checklist: CNI-ADD-5."""
     conf = cnode.conf(cnode.three_networks()[:1])
     cnode.cni("ADD", conf, "ctwice", pod.path).ok()
     again = cnode.cni("ADD", conf, "ctwice", pod.path)
@@ -115,6 +120,7 @@ def test_same_container_added_twice_is_refused_and_first_kept(cnode, pod):
 
 
 def test_add_waits_for_the_readiness_file_then_gives_up_with_code_11(cnode, pod, workdir):
+    """Checklist: NPWG-6.1-a, CNI-STATUS-1."""
     ready = os.path.join(workdir, "primary-ready")
     conf = cnode.conf(cnode.three_networks()[:1], readinessindicatorfile=ready,
                       readinessTimeoutSeconds=0.3)

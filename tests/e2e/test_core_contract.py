@@ -51,6 +51,7 @@ def wait_for(predicate, seconds: float = 30) -> bool:
 
 
 def test_rollback_runs_del_from_the_failed_delegate_back_to_the_first(cnode, pod, workdir):
+    """Checklist: CNI-DLG-4."""
     record = os.path.join(workdir, "calls.jsonl")
     cluster, macnet, _ = cnode.three_networks()
     delegates = [recorded(cluster, record), recorded(macnet, record),
@@ -66,6 +67,7 @@ def test_rollback_runs_del_from_the_failed_delegate_back_to_the_first(cnode, pod
 
 
 def test_a_delegate_past_its_timeout_is_killed_and_the_add_answers_11(cnode, pod, workdir):
+    """Checklist: CNI-ERR-1."""
     record = os.path.join(workdir, "calls.jsonl")
     pid_file = os.path.join(workdir, "slow.pid")
     delegates = cnode.three_networks()[:1] + [
@@ -83,6 +85,7 @@ def test_a_delegate_past_its_timeout_is_killed_and_the_add_answers_11(cnode, pod
 
 
 def test_a_second_add_of_the_same_container_is_105_and_changes_nothing(cnode, pod):
+    """Checklist: CNI-ADD-5."""
     conf = cnode.conf(cnode.three_networks()[:2])
     first = cnode.cni("ADD", conf, "c105", pod.path).ok()
     links, leases = pod.links(), sorted(cnode.leased_ips())
@@ -102,6 +105,7 @@ def test_a_second_add_of_the_same_container_is_105_and_changes_nothing(cnode, po
 
 
 def test_a_15_byte_cni_ifname_is_used_and_16_is_refused_with_code_4(cnode, pod):
+    """Checklist: CNI-EXEC-4."""
     conf = cnode.conf(cnode.three_networks()[:1])
     longest = "e" * 15
     cnode.cni("ADD", conf, "cifn", pod.path, ifname=longest).ok()

@@ -28,6 +28,7 @@ def recorder(name: str, record: str, **knobs) -> dict:
 
 
 def test_failing_third_delegate_rolls_back_everything(cnode, pod, workdir):
+    """Checklist: CNI-EXEC-5, CNI-DLG-4, CNI-ERR-2."""
     record = os.path.join(workdir, "calls.jsonl")
     delegates = cnode.three_networks()[:2] + [
         recorder("broken", record, failOn=["ADD"], failCode=123, failMsg="no VF left")]
@@ -44,6 +45,7 @@ def test_failing_third_delegate_rolls_back_everything(cnode, pod, workdir):
 
 
 def test_process_killed_mid_add_is_cleaned_by_del(cnode, pod, workdir):
+    """Checklist: CNI-LC-2, CNI-ADD-2."""
     record = os.path.join(workdir, "calls.jsonl")
     pid_file = os.path.join(workdir, "slow.pid")
     delegates = cnode.three_networks()[:2] + [
@@ -77,6 +79,7 @@ def test_process_killed_mid_add_is_cleaned_by_del(cnode, pod, workdir):
 
 
 def test_plugin_type_that_is_a_path_is_never_executed(cnode, pod, workdir):
+    """Checklist: CNI-CONF-4, LIB-1."""
     canary_dir = os.path.join(workdir, "bin")
     os.makedirs(canary_dir)
     marker = os.path.join(workdir, "canary-ran")
@@ -97,6 +100,7 @@ def test_plugin_type_that_is_a_path_is_never_executed(cnode, pod, workdir):
 
 
 def test_del_failure_keeps_only_what_is_left_and_retry_finishes(cnode, pod, workdir):
+    """Checklist: NPWG-7.2-b, CNI-DLG-5."""
     record = os.path.join(workdir, "calls.jsonl")
     blocker = os.path.join(workdir, "block-del")
     open(blocker, "w").close()

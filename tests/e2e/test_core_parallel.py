@@ -12,6 +12,7 @@ PODS = 16
 
 
 def test_sixteen_pods_in_parallel(cnode, make_pod):
+    """Checklist: CNI-LC-1."""
     conf = cnode.conf([
         configs.bridge_net("cluster", cnode.ipam_dir),
         configs.macvlan_net("macnet", cnode.macvlan_master, cnode.ipam_dir),

@@ -15,6 +15,7 @@ OUR_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 @pytest.mark.parametrize("ours", OUR_VERSIONS)
 @pytest.mark.parametrize("theirs", ["0.3.1", "0.4.0", "1.0.0"])
 def test_result_is_in_our_version_whatever_the_delegates_speak(cnode, pod, ours, theirs):
+    """Checklist: CNI-ADD-3."""
     delegates = [
         configs.bridge_net("cluster", cnode.ipam_dir, version=theirs),
         configs.macvlan_net("macnet", cnode.macvlan_master, cnode.ipam_dir, version=theirs),
@@ -40,6 +41,7 @@ def test_result_is_in_our_version_whatever_the_delegates_speak(cnode, pod, ours,
     {"ips": [{"address": "198.18.7.5/24"}]},  # no cniVersion: the config's version
 ])
 def test_legacy_delegate_results_are_converted(cnode, pod, legacy, workdir):
+    """Checklist: CNI-ADD-4."""
     recorded = {"cniVersion": "1.0.0", "name": "legacy", "type": "recorder",
                 "result": legacy, "recordFile": os.path.join(workdir, "calls")}
     conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), recorded])
@@ -61,6 +63,7 @@ def test_primary_result_mode_returns_cluster_network_only(cnode, pod):
 
 
 def test_check_passes_then_detects_a_missing_address(cnode, pod):
+    """Checklist: CNI-CHECK-2, CNI-CHECK-3, CNI-DLG-5, CNI-ERR-1."""
     conf = cnode.conf(cnode.three_networks()[:2])
     cnode.cni("ADD", conf, "ccheck", pod.path).ok()
     assert cnode.cni("CHECK", conf, "ccheck", pod.path).returncode == 0
@@ -74,6 +77,7 @@ def test_check_passes_then_detects_a_missing_address(cnode, pod):
 
 
 def test_gc_deletes_attachments_of_containers_not_listed(cnode, make_pod, workdir):
+    """Checklist: CNI-GC-1, CNI-GC-3, CNI-DLG-5."""
     record = os.path.join(workdir, "gc-calls")
     gc_aware = {"cniVersion": "1.1.0", "name": "gcnet", "type": "recorder",
                 "recordFile": record}
@@ -100,6 +104,7 @@ def test_gc_deletes_attachments_of_containers_not_listed(cnode, make_pod, workdi
 
 
 def test_status_asks_delegates_that_speak_1_1_0(cnode, workdir):
+    """Checklist: CNI-STATUS-2."""
     blocker = os.path.join(workdir, "not-ready")
     ready = {"cniVersion": "1.1.0", "name": "st", "type": "recorder",
              "failOn": ["STATUS"], "failIfExists": blocker, "failCode": 50,
@@ -115,6 +120,7 @@ def test_status_asks_delegates_that_speak_1_1_0(cnode, workdir):
 
 
 def test_status_follows_cluster_network_given_as_a_path(cnode, workdir):
+    """Checklist: CNI-STATUS-1."""
     blocker = os.path.join(workdir, "not-ready")
     primary = os.path.join(workdir, "10-primary.conflist")
     with open(primary, "w") as handle:

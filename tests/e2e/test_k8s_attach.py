@@ -46,6 +46,8 @@ def status_matches_pod(status: list[dict], pod_ns) -> None:
 
 
 def test_text_annotation_attaches_and_reports_status(cluster, api, pod):
+    """Checklist: NPWG-3.2-a, NPWG-4.1.1-a, NPWG-4.1.1-b, NPWG-4.1.2.1.5-a, NPWG-5-a,
+    NPWG-5.2-a, NPWG-5.3.1-a, NPWG-5.3.3-a, NPWG-5.3.4-a, CONV-4."""
     api.reset_counts()
     p, conf, run = add_pod(cluster, api, pod, {
         "k8s.v1.cni.cncf.io/networks": "macnet, other/hdnet@data0"})
@@ -75,6 +77,7 @@ def test_text_annotation_attaches_and_reports_status(cluster, api, pod):
 
 
 def test_json_annotation_gives_the_same_attachments(cluster, api, make_pod):
+    """Checklist: NPWG-4.1-b, NPWG-4.1.2.1.2-a."""
     statuses = []
     for index, value in enumerate([
         "macnet,other/hdnet@data0",
@@ -93,6 +96,7 @@ def test_json_annotation_gives_the_same_attachments(cluster, api, make_pod):
 
 
 def test_namespace_isolation_refuses_other_namespaces(cluster, api, pod):
+    """Checklist: NPWG-7.4-a."""
     conf = k8s_conf(cluster, api, namespaceIsolation=True)
     p, _, run = add_pod(cluster, api, pod, {"k8s.v1.cni.cncf.io/networks": "other/hdnet"},
                         conf=conf)
@@ -111,6 +115,7 @@ def test_namespace_isolation_refuses_other_namespaces(cluster, api, pod):
 
 
 def test_empty_spec_config_resolves_from_conf_dir(cluster, api, pod, workdir):
+    """Checklist: NPWG-3.2-b, NPWG-3.4.1-b."""
     import os
 
     conf_dir = os.path.join(workdir, "net.d")
@@ -134,6 +139,7 @@ def test_empty_spec_config_resolves_from_conf_dir(cluster, api, pod, workdir):
 
 
 def test_ips_and_mac_from_the_annotation_reach_the_pod(cluster, api, pod):
+    """Checklist: NPWG-3.2-a, NPWG-4.1.2.1.3-b, NPWG-4.1.2.1.4-a."""
     static = {"cniVersion": "1.0.0", "name": "fixed", "plugins": [
         {"type": "macvlan", "master": cluster.macvlan_master, "mode": "bridge",
          "ipam": {"type": "static"}, "capabilities": {"ips": True}},
@@ -154,6 +160,7 @@ def test_ips_and_mac_from_the_annotation_reach_the_pod(cluster, api, pod):
 
 
 def test_capability_nobody_declares_is_refused(cluster, api, pod):
+    """Checklist: NPWG-4.1.2.1.3-c."""
     selection = [{"name": "macnet", "ips": ["198.18.1.77/24"]}]
     _, _, run = add_pod(cluster, api, pod, {"k8s.v1.cni.cncf.io/networks": json.dumps(selection)})
     assert run.json["code"] == 7
@@ -162,6 +169,7 @@ def test_capability_nobody_declares_is_refused(cluster, api, pod):
 
 
 def test_default_route_on_a_secondary_moves_the_default_route(cluster, api, pod):
+    """Checklist: NPWG-4.1.2.1.9-b, NPWG-5.3.6.4-a."""
     selection = [{"name": "macnet", "default-route": ["198.18.1.1"]}]
     _, conf, run = add_pod(cluster, api, pod,
                            {"k8s.v1.cni.cncf.io/networks": json.dumps(selection)})
@@ -194,6 +202,7 @@ def test_default_network_annotation_replaces_the_cluster_network(cluster, api, p
 
 
 def test_del_works_with_api_down_nad_deleted_and_pod_deleted(cluster, api, pod):
+    """Checklist: CNI-DEL-5, LIB-3."""
     p, conf, run = add_pod(cluster, api, pod, {"k8s.v1.cni.cncf.io/networks": "macnet"})
     run.ok()
     api.delete("net-attach-def", "ns1", "macnet")
@@ -241,6 +250,8 @@ def test_missing_pod_and_missing_nad(cluster, api, pod):
      ' {"name": "macnet", "default-route": ["198.18.1.1"]}]', "default-route"),
 ])
 def test_malformed_annotation_is_refused_with_nothing_left(cluster, api, pod, value, fragment):
+    """Checklist: NPWG-3.3-a, NPWG-4.1.1-b, NPWG-4.1.2-a, NPWG-4.1.2.1.3-a, NPWG-4.1.2.1.4-a,
+    NPWG-4.1.2.1.5-a, NPWG-4.1.2.1.5-b, NPWG-4.1.2.1.9-a."""
     _, _, run = add_pod(cluster, api, pod, {"k8s.v1.cni.cncf.io/networks": value})
     assert run.returncode != 0
     assert run.json["code"] == 7, run.json

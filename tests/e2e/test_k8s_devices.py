@@ -48,6 +48,8 @@ def calls(path: str, command: str) -> list[dict]:
 
 
 def test_two_attachments_get_two_distinct_devices(cnode, api, pod, sriov):
+    """Checklist: NPWG-4.2-a, NPWG-5.3.7-a, DI-4.1-a, DI-4.2.1-b, DI-4.2.1-c, DI-5.1.1-a,
+    DI-6.1.1-a, DI-conv-a."""
     conf, kubelet, record, devinfo_dir = sriov
     p = api.create(pod_obj("ns1", "p1", {"k8s.v1.cni.cncf.io/networks": "sriov-a,sriov-a"}))
     kubelet.set_pod("ns1", "p1", {"app": {RESOURCE: DEVICES}})

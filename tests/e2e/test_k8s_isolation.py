@@ -73,6 +73,7 @@ REFUSED = {
 
 @pytest.mark.parametrize("annotations", REFUSED.values(), ids=REFUSED.keys())
 def test_another_tenants_nad_is_refused_in_every_form(cnode, api, pod, tenants, annotations):
+    """Checklist: NPWG-7.4-a."""
     conf = conf_for(cnode, api, namespaceIsolation=True)
     _, run = add(cnode, api, pod, annotations, conf)
     assert run.returncode != 0

@@ -129,6 +129,7 @@ def test_a_network_config_loads_or_is_refused(raw: Any, where: str) -> None:
 @profile()
 @given(names)
 def test_a_name_is_accepted_only_whole(name: str) -> None:
+    """Checklist: CNI-CONF-2."""
     try:
         load_network({"cniVersion": "1.0.0", "name": name, "type": "bridge"}, "d")
     except CNIError as err:

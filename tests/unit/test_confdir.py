@@ -56,12 +56,14 @@ def test_load_config_file_missing(tmp_path):
 
 
 def test_conflist_wins_even_when_a_conf_sorts_first(tmp_path):
+    """Checklist: NPWG-3.4.1-c."""
     write(tmp_path, "00-a.conf", conf("net-a", "conf"))
     write(tmp_path, "50-a.conflist", conflist("net-a", "conflist"))
     assert find_network_config(str(tmp_path), "net-a")["marker"] == "conflist"
 
 
 def test_file_name_does_not_matter_only_the_json_name(tmp_path):
+    """Checklist: NPWG-3.4.1-b."""
     write(tmp_path, "10-net-a.conflist", conflist("other", "wrong"))
     write(tmp_path, "99-zzz.conflist", conflist("net-a", "right"))
     assert find_network_config(str(tmp_path), "net-a")["marker"] == "right"

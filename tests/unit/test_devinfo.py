@@ -29,6 +29,7 @@ def write_dp(base: Path, resource: str, device: str, content: Any) -> Path:
 
 
 def test_dp_file_path_replaces_slash_in_resource() -> None:
+    """Checklist: DI-4.1-a."""
     assert devinfo.dp_file_path("intel.com/sriov", "0000:04:00.2") == (
         "/var/run/k8s.cni.cncf.io/devinfo/dp/intel.com-sriov-0000:04:00.2-device.json"
     )
@@ -54,6 +55,7 @@ def test_cni_file_path_is_one_component() -> None:
 
 
 def test_copy_is_byte_exact_with_private_modes(tmp_path: Path) -> None:
+    """Checklist: DI-4.2.1-b."""
     base = tmp_path / "devinfo"
     dp = write_dp(base, "intel.com/sriov", "0000:04:00.2", PCI)
     dest = devinfo.copy_dp_to_cni("intel.com/sriov", "0000:04:00.2", "sriov-net", "c1", "net1",
@@ -122,11 +124,13 @@ INVALID = [
 
 @pytest.mark.parametrize("info", VALID, ids=lambda i: f"{i['type']}-{i['version']}")
 def test_schema_accepts_each_type(info: dict[str, Any]) -> None:
+    """Checklist: DI-3.1-a, DI-3.1.3-a, DI-3.1.4-a, DI-3.1.5-a, DI-3.1.6-a."""
     devinfo.validate_device_info(info)
 
 
 @pytest.mark.parametrize(("info", "word"), INVALID)
 def test_schema_rejects(info: Any, word: str) -> None:
+    """Checklist: DI-3.1-a, DI-3.1.3-a, DI-3.1.4-a, DI-3.1.5-a, DI-3.1.6-a."""
     with pytest.raises(CNIError) as err:
         devinfo.validate_device_info(info)
     assert err.value.code == DECODE_FAILURE
@@ -143,6 +147,7 @@ def test_read_device_info_missing_vs_invalid(tmp_path: Path) -> None:
 
 
 def test_remove_is_idempotent(tmp_path: Path) -> None:
+    """Checklist: DI-4.2.1-c."""
     write_dp(tmp_path, "r/x", "0000:04:00.2", PCI)
     path = devinfo.copy_dp_to_cni("r/x", "0000:04:00.2", "n", "c", "net1", str(tmp_path))
     assert path is not None and os.path.exists(path)

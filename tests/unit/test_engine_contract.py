@@ -102,6 +102,7 @@ def engine(tmp_path):
 
 
 def test_rollback_deletes_the_failed_one_and_those_before_it_last_first(engine, monkeypatch):
+    """Checklist: CNI-DLG-4."""
     names = ["cluster", "a", "b", "broken", "never"]
     conf, request, store = engine(names)
     fake = FakeDelegates(monkeypatch, fail_add={"broken"})
@@ -144,6 +145,7 @@ def test_a_failing_cluster_network_rolls_back_only_itself(engine, monkeypatch):
 
 
 def test_add_success_leaves_an_added_record_with_each_result(engine, monkeypatch):
+    """Checklist: CNI-ADD-2."""
     names = ["cluster", "a"]
     conf, request, store = engine(names)
     FakeDelegates(monkeypatch)
@@ -226,6 +228,7 @@ def test_del_of_an_unexpected_exception_keeps_the_attachment(engine, monkeypatch
 
 
 def test_check_of_an_unfinished_add_fails_and_runs_no_delegate(engine, monkeypatch):
+    """Checklist: CNI-CHECK-2."""
     conf, request, store = engine(["cluster"])
     fake = FakeDelegates(monkeypatch)
     store.write(Record("c1", request.netns, "eth0", "", ADDING,
@@ -398,6 +401,7 @@ def test_cni_ifname_of_15_bytes_is_accepted(name):
 
 @pytest.mark.parametrize("name", ["x" * 16, "ü" * 8])
 def test_cni_ifname_of_16_bytes_is_code_4_naming_the_variable(name):
+    """Checklist: CNI-EXEC-4."""
     with pytest.raises(CNIError) as err:
         request_from_env({**ENV, "CNI_IFNAME": name}, CONF)
     assert err.value.code == 4
@@ -437,6 +441,7 @@ def test_annotation_interface_of_15_bytes_is_accepted(value):
      "interfaceRequest"),
 ])
 def test_annotation_interface_of_16_bytes_is_code_7_naming_the_field(value, field):
+    """Checklist: NPWG-4.1.2.1.5-a."""
     for parse in (parse_networks_annotation, parse_default_network_annotation):
         with pytest.raises(CNIError) as err:
             parse(value, "default")
@@ -536,6 +541,7 @@ def test_default_route_test_is_by_prefix_length():
 @pytest.mark.parametrize("code,expected", [(1, 1), (7, 7), (0, 100), (-3, 100), (True, 100),
                                            ("11", 100)])
 def test_a_delegates_own_code_is_kept_unless_it_reads_as_success(code, expected):
+    """Checklist: CNI-ERR-2."""
     out = cniexec.PluginOutput(json.dumps({"code": code, "msg": "no"}).encode(), b"", 1, 0.0)
     err = cniexec.plugin_error(out)
     assert (err.code, err.msg) == (expected, "no")
@@ -643,6 +649,7 @@ def recorder_network(tmp_path, *plugins):
 
 
 def test_gc_carries_on_past_a_failing_plugin(tmp_path):
+    """Checklist: CNI-GC-1."""
     from multinet.cni import invoke
 
     net = recorder_network(tmp_path, {"failOn": ["GC"], "failCode": 11}, {"tag": "second"})
@@ -657,6 +664,7 @@ def test_gc_carries_on_past_a_failing_plugin(tmp_path):
 
 
 def test_a_delegates_stderr_reaches_the_debug_log(tmp_path, caplog):
+    """Checklist: CNI-DLG-3."""
     from multinet.cni import invoke
 
     net = recorder_network(tmp_path, {"stderr": "warming up"})

@@ -22,6 +22,7 @@ NET = load_network({"cniVersion": "1.0.0", "name": "n", "type": "bridge"}, "t")
 
 
 def test_record_round_trip_is_private_and_atomic(tmp_path):
+    """Checklist: LIB-2, LIB-3."""
     store = RecordStore(str(tmp_path / "cni"))
     record = Record("c1", "/var/run/netns/p", "eth0", "K=V", attachments=[
         AttachmentState(Attachment("n", NET, "eth0", True, {"mac": "02:00:00:00:00:01"}),
@@ -69,6 +70,7 @@ def test_same_container_is_serialised_others_are_not(tmp_path):
 
 
 def test_gc_lock_excludes_container_operations(tmp_path):
+    """Checklist: CNI-GC-2."""
     entered = threading.Event()
 
     def operation() -> None:

@@ -13,6 +13,7 @@ from multinet.cni.netconf import load_network
 
 
 def test_runtime_config_holds_only_declared_capabilities():
+    """Checklist: NPWG-7.1-a, CNI-CONF-8, CNI-EXEC-2, CONV-1."""
     net = load_network({"cniVersion": "1.0.0", "name": "n", "plugins": [
         {"type": "bridge", "capabilities": {"mac": True, "ips": False},
          "runtimeConfig": {"stale": 1}},
@@ -27,6 +28,7 @@ def test_runtime_config_holds_only_declared_capabilities():
 
 
 def test_find_plugin_skips_directories_and_refuses_paths(tmp_path):
+    """Checklist: CNI-DLG-1, LIB-1."""
     first, second = tmp_path / "a", tmp_path / "b"
     (first / "bridge").mkdir(parents=True)
     second.mkdir()
@@ -43,6 +45,7 @@ def test_find_plugin_skips_directories_and_refuses_paths(tmp_path):
 
 
 def test_symlink_to_a_file_is_accepted(tmp_path):
+    """Checklist: LIB-1."""
     target = tmp_path / "real"
     target.write_text("#!/bin/sh\n")
     os.symlink(target, tmp_path / "linked")

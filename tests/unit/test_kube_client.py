@@ -37,6 +37,7 @@ def test_reads_return_plain_dicts_and_none_when_absent(server):
 
 
 def test_status_patch_is_one_merge_patch_that_keeps_other_annotations(server):
+    """Checklist: NPWG-5-a."""
     server.create(pod_obj("ns1", "p1", {"keep": "me"}))
     client = KubeClient(str(server.kubeconfig))
     server.reset_counts()

@@ -124,6 +124,7 @@ def test_a_plugin_exiting_126_on_its_own_is_its_own_answer(tmp_path):
 
 
 def test_a_binary_being_written_is_retried_then_reported(tmp_path, monkeypatch):
+    """Checklist: LIB-4."""
     binary = tmp_path / "busy"
     shutil.copy("/bin/true", binary)
     monkeypatch.setattr(plugin_exec, "TEXT_BUSY_PAUSE", 0.01)

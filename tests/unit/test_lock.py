@@ -55,6 +55,7 @@ def in_thread(fn) -> BaseException | None:
 
 
 def test_another_container_proceeds_while_one_is_held(tmp_path):
+    """Checklist: CNI-LC-1."""
     holder = Holder(str(tmp_path), "a")
     try:
         def other() -> None:
@@ -77,6 +78,7 @@ def test_another_container_proceeds_while_one_is_held(tmp_path):
 
 
 def test_two_operations_on_one_container_are_strictly_serialised(tmp_path):
+    """Checklist: CNI-LC-1."""
     holder = Holder(str(tmp_path), "a")
     order: list[str] = []
     waiting = threading.Event()

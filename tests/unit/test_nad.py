@@ -76,6 +76,7 @@ def test_from_object_needs_a_name():
 
 
 def test_name_is_injected_when_missing_or_empty(tmp_path):
+    """Checklist: NPWG-3.4.2-a."""
     for config in ('{"cniVersion":"0.3.0","type":"recorder"}', '{"name":"","type":"recorder"}'):
         got = nad_cni_config(from_obj(config, name="a-bridge-network"), str(tmp_path))
         assert got["name"] == "a-bridge-network"
@@ -83,11 +84,13 @@ def test_name_is_injected_when_missing_or_empty(tmp_path):
 
 
 def test_a_different_name_is_never_overwritten(tmp_path):
+    """Checklist: NPWG-3.4.3-a."""
     got = nad_cni_config(from_obj('{"name":"y","type":"bridge"}', name="x"), str(tmp_path))
     assert got["name"] == "y"
 
 
 def test_conflist_in_spec_config(tmp_path):
+    """Checklist: NPWG-3.2-a."""
     config = {"cniVersion": "1.0.0", "plugins": [{"type": "bridge"}, {"type": "portmap"}]}
     got = nad_cni_config(from_obj(json.dumps(config)), str(tmp_path))
     assert got == {**config, "name": "net-a"}
@@ -101,6 +104,7 @@ def test_result_is_a_copy(tmp_path):
 
 
 def test_spec_config_wins_over_disk(tmp_path):
+    """Checklist: NPWG-3.4.1-a."""
     (tmp_path / "10-a.conflist").write_text(
         json.dumps({"name": "net-a", "plugins": [{"type": "disk"}]})
     )
@@ -136,6 +140,7 @@ def test_directly_built_nad_with_config_dict(tmp_path):
 
 @pytest.mark.parametrize("spec", [{"spec": False}, {"config": ""}, {"config": "  "}, {}])
 def test_empty_spec_config_uses_disk_conflist_first(tmp_path, spec):
+    """Checklist: NPWG-3.4.1-c."""
     (tmp_path / "00-a.conf").write_text(json.dumps({"name": "net-a", "type": "conf"}))
     (tmp_path / "50-a.conflist").write_text(
         json.dumps({"name": "net-a", "plugins": [{"type": "conflist"}]})
@@ -150,6 +155,7 @@ def test_disk_lookup_falls_back_to_conf(tmp_path):
 
 
 def test_nothing_on_disk_names_nad_and_directory(tmp_path):
+    """Checklist: NPWG-3.4.1-d."""
     with pytest.raises(CNIError) as info:
         nad_cni_config(from_obj(), str(tmp_path))
     assert info.value.code == INVALID_CONFIG
@@ -161,6 +167,7 @@ def test_nothing_on_disk_names_nad_and_directory(tmp_path):
 
 
 def test_crd_has_the_required_fields():
+    """Checklist: NPWG-3.1-a."""
     crd = yaml.safe_load((REPO / "crds" / "network-attachment-definition.yaml").read_text())
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
     assert crd["kind"] == "CustomResourceDefinition"
@@ -190,6 +197,7 @@ def _structural(node, where="openAPIV3Schema"):
 
 
 def test_crd_schema_is_structural():
+    """Checklist: NPWG-3.1-a."""
     crd = yaml.safe_load((REPO / "crds" / "network-attachment-definition.yaml").read_text())
     _structural(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 

@@ -31,6 +31,7 @@ def test_version_lists_supported_versions():
 
 @pytest.mark.parametrize("missing", ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])
 def test_missing_env_is_code_4_naming_it(missing):
+    """Checklist: CNI-EXEC-3, CNI-ERR-1."""
     env = {k: v for k, v in ENV.items() if k != missing}
     code, out = answer(env, GOOD)
     assert code == 1 and out["code"] == 4 and missing in out["msg"]
@@ -44,16 +45,19 @@ def test_missing_env_is_code_4_naming_it(missing):
     ({"CNI_ARGS": "K8S_POD_NAME"}, "CNI_ARGS"),
 ])
 def test_bad_env_is_code_4(env_change, fragment):
+    """Checklist: CNI-EXEC-4, CNI-EXEC-6."""
     code, out = answer({**ENV, **env_change}, GOOD)
     assert out["code"] == 4 and fragment in out["msg"]
 
 
 def test_undecodable_stdin_is_code_6():
+    """Checklist: CNI-ERR-1."""
     code, out = answer(ENV, b"{not json")
     assert code == 1 and out["code"] == 6 and out["cniVersion"] == "1.1.0"
 
 
 def test_unsupported_version_is_code_1():
+    """Checklist: CNI-VER-2, CNI-ERR-1."""
     code, out = answer(ENV, {**GOOD, "cniVersion": "2.0.0"})
     assert out["code"] == 1 and "2.0.0" in out["msg"]
 
@@ -70,6 +74,7 @@ def test_unsupported_version_is_code_1():
      "plugins must be a non-empty list"),
 ])
 def test_invalid_config_is_code_7_naming_the_field(change, fragment):
+    """Checklist: CNI-ERR-1."""
     code, out = answer(ENV, {**GOOD, **change})
     assert code == 1 and out["code"] == 7, out
     assert fragment in out["msg"]
@@ -87,6 +92,7 @@ def test_del_without_record_needs_no_netns(tmp_path):
 
 
 def test_network_version_selection_takes_highest_we_speak():
+    """Checklist: CNI-CONF-3."""
     net = load_network({"cniVersion": "0.4.0", "cniVersions": ["1.1.0", "9.9.9"], "name": "n",
                         "plugins": [{"type": "bridge"}]}, "t")
     assert net.cni_version == "1.1.0"

@@ -174,6 +174,7 @@ def test_gc_removes_temp_files_of_killed_writes(tmp_path):
 
 
 def test_del_removes_the_device_info_file_the_spec_names(tmp_path):
+    """Checklist: DI-4.2.1-c."""
     base = str(tmp_path / "devinfo")
     path = devinfo.cni_file_path("recnet", "cdev", "eth0", base)
     os.makedirs(os.path.dirname(path), mode=0o700)
@@ -225,6 +226,7 @@ def test_device_info_unlink_does_not_follow_a_symlinked_directory(tmp_path):
 
 
 def test_a_full_disk_keeps_the_old_record_and_answers_an_io_error(tmp_path, monkeypatch):
+    """Checklist: CNI-ERR-1."""
     import errno
 
     from multinet.attach import record as record_module

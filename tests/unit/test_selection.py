@@ -49,6 +49,7 @@ def test_schema_is_a_valid_draft_2020_12_schema():
 
 
 def test_text_form_resolves_namespaces_and_interfaces():
+    """Checklist: NPWG-4.1.1-a, NPWG-4.1.1-b."""
     got = parse("net-a, other-ns/net-b@data0 ,net-a")
     assert [(s.namespace, s.name, s.interface, s.position) for s in got] == [
         ("pod-ns", "net-a", None, 1),
@@ -58,6 +59,7 @@ def test_text_form_resolves_namespaces_and_interfaces():
 
 
 def test_text_form_trims_whitespace_around_parts():
+    """Checklist: NPWG-4.1.1-a."""
     assert parse(" ns / net-b @ data0 ")[0] == NetworkSelection(
         name="net-b", namespace="ns", interface="data0", position=1
     )
@@ -65,6 +67,7 @@ def test_text_form_trims_whitespace_around_parts():
 
 @pytest.mark.parametrize("value", ["", "   ", "\n"])
 def test_empty_annotation_selects_nothing(value):
+    """Checklist: NPWG-4.1-a."""
     assert parse(value) == []
 
 
@@ -94,6 +97,7 @@ def test_text_form_rejects(value, fragment):
 
 
 def test_dns_label_length_limit():
+    """Checklist: NPWG-3.3-a."""
     assert parse("a" * 63)[0].name == "a" * 63
     assert "is not a valid DNS-1123 label" in parse_error("a" * 64)
 
@@ -102,6 +106,7 @@ def test_dns_label_length_limit():
 
 
 def test_json_single_object_is_rejected():
+    """Checklist: NPWG-4.1.2-a."""
     assert "must be a list of objects" in parse_error('{"name":"net-a"}')
 
 
@@ -121,6 +126,7 @@ def test_json_must_parse():
     ],
 )
 def test_json_structure_errors(value, fragment):
+    """Checklist: NPWG-4.1.2-a."""
     assert fragment in parse_error(value)
 
 
@@ -129,6 +135,7 @@ def test_json_empty_list_selects_nothing():
 
 
 def test_json_missing_or_empty_namespace_means_pod_namespace():
+    """Checklist: NPWG-4.1.2.1.2-a."""
     got = parse(
         '[{"name":"net-a"},{"name":"net-a","namespace":""},{"name":"net-a","namespace":null}]'
     )
@@ -209,6 +216,7 @@ def test_valid_interface_names(name):
     "name", ["x" * 16, ".", "..", "a/b", "a:b", "a b", "a\tb", "ü" * 8, "à", "a\x00"]
 )
 def test_invalid_interface_names(name):
+    """Checklist: NPWG-4.1.2.1.5-a."""
     assert "is not a valid interface name" in parse_error(one(interface=name))
     assert not is_interface_name(name)
 
@@ -238,6 +246,7 @@ def test_valid_ips(ips):
     ],
 )
 def test_invalid_ips(ips, fragment):
+    """Checklist: NPWG-4.1.2.1.3-a."""
     assert fragment in parse_error(one(ips=ips))
 
 
@@ -250,6 +259,7 @@ def test_valid_mac(mac):
     "mac", ["zz", "02:23:45:67:89", "02:23:45:67:89:01:02", "02:23-45:67:89:01", "0223.4567.8901"]
 )
 def test_invalid_mac(mac):
+    """Checklist: NPWG-4.1.2.1.4-a."""
     assert f'mac "{mac}" is not a valid MAC address' in parse_error(one(mac=mac))
 
 
@@ -258,6 +268,7 @@ def test_empty_mac_means_not_set():
 
 
 def test_infiniband_guid():
+    """Checklist: NPWG-4.1.2.1.10-a."""
     assert parse(one(**{"infiniband-guid": "24:8A:07:03:00:8d:ae:2f"}))[0].infiniband_guid
     for bad in ["24:8a:07:03:00:8d:ae", "02:23:45:67:89:01", "24:8a:07:03:00:8d:ae:2g"]:
         assert "infiniband-guid" in parse_error(one(**{"infiniband-guid": bad}))
@@ -283,6 +294,7 @@ def test_default_route_at_most_one_gateway_per_family():
 
 
 def test_default_route_on_two_elements_is_rejected():
+    """Checklist: NPWG-4.1.2.1.9-a."""
     value = json.dumps(
         [
             {"name": "a", "default-route": ["198.18.0.1"]},
@@ -328,6 +340,7 @@ def test_port_mappings():
     ],
 )
 def test_invalid_port_mappings(pm, fragment):
+    """Checklist: NPWG-4.1.2.1.7-a."""
     assert fragment in parse_error(one(portMappings=pm))
 
 
@@ -353,10 +366,12 @@ def test_bandwidth():
     ],
 )
 def test_invalid_bandwidth(bw, fragment):
+    """Checklist: NPWG-4.1.2.1.8-a."""
     assert fragment in parse_error(one(bandwidth=bw))
 
 
 def test_cni_args():
+    """Checklist: NPWG-4.1.2.1.6-a."""
     args = {"spoofchk": "on", "nested": {"a": [1, 2]}}
     assert parse(one(**{"cni-args": args}))[0].cni_args == args
     assert "cni-args [] must be an object" in parse_error(one(**{"cni-args": []}))
@@ -379,6 +394,7 @@ def test_device_id():
 
 
 def test_duplicate_explicit_interfaces_in_json():
+    """Checklist: NPWG-4.1.2.1.5-b."""
     value = json.dumps([{"name": "a", "interface": "x1"}, {"name": "b", "interface": "x1"}])
     assert 'element 2 {"name":"b","interface":"x1"}: interface "x1" is already requested' in (
         parse_error(value)
@@ -409,6 +425,7 @@ def _selections(draw):
 
 @given(_selections(), st.sampled_from(["", " ", "  "]))
 def test_text_and_json_forms_give_identical_selections(items, pad):
+    """Checklist: NPWG-4.1-b."""
     text = ",".join(
         pad + (f"{ns}/" if ns else "") + name + (f"@{ifn}" if ifn else "") + pad
         for ns, name, ifn in items
@@ -475,6 +492,7 @@ def sels(*interfaces):
 
 
 def test_generated_names_follow_positions():
+    """Checklist: NPWG-4.2.1-b."""
     assert assign_interface_names(sels(None, None, None)) == ["net1", "net2", "net3"]
 
 
@@ -484,6 +502,7 @@ def test_explicit_names_are_kept_and_use_up_their_position():
 
 
 def test_collision_with_primary_interface():
+    """Checklist: NPWG-4.1.2.1.5-b."""
     with pytest.raises(CNIError) as info:
         assign_interface_names(sels(None, "eth0"))
     assert info.value.code == INVALID_CONFIG

@@ -32,6 +32,7 @@ BRIDGE_RESULT = {
 
 
 def test_bridge_result_reports_only_the_pod_side():
+    """Checklist: NPWG-5.3.3-a."""
     entry = status_entry("p/net-a", "net1", BRIDGE_RESULT, False)
     assert entry == {
         "name": "p/net-a",
@@ -52,6 +53,7 @@ def test_bridge_result_reports_only_the_pod_side():
 
 
 def test_key_order_matches_multus_then_spec_keys():
+    """Checklist: NPWG-5.3-a."""
     entry = status_entry(
         "p/net-a",
         "net1",
@@ -76,6 +78,7 @@ def test_key_order_matches_multus_then_spec_keys():
 
 
 def test_ptp_result_with_host_veth_first_reports_pod_name():
+    """Checklist: NPWG-5.3.2-a."""
     result = {
         "interfaces": [
             {"name": "veth9", "mac": "aa:aa:aa:aa:aa:aa"},
@@ -91,6 +94,7 @@ def test_ptp_result_with_host_veth_first_reports_pod_name():
 
 
 def test_first_sandbox_interface_wins():
+    """Checklist: NPWG-5.1.1-a."""
     result = {
         "interfaces": [
             {"name": "host0"},
@@ -111,6 +115,7 @@ def test_first_sandbox_interface_wins():
 
 
 def test_no_sandbox_interface_uses_ifname_and_unindexed_ips_without_mac():
+    """Checklist: NPWG-5.3.3-a, NPWG-5.3.4-a."""
     result = {
         "interfaces": [{"name": "host0", "mac": "02:00:00:00:00:09"}],
         "ips": [
@@ -137,6 +142,7 @@ def test_gateway_lists_default_route_next_hops_and_fills_in_ipam_gateways():
 
 
 def test_empty_result_gives_minimal_entry():
+    """Checklist: NPWG-5.1.1-a."""
     assert status_entry("p/n", "net3", {}, False) == {
         "name": "p/n",
         "interface": "net3",
@@ -173,6 +179,7 @@ def test_empty_dns_is_left_out():
 
 
 def test_default_route_and_device_info():
+    """Checklist: NPWG-5.3.6.4-a, NPWG-5.3.7-a."""
     info = {
         "type": "pci",
         "version": "1.1.0",
@@ -193,6 +200,7 @@ def test_ipv4_mapped_addresses_print_like_go():
 
 
 def test_default_is_always_written():
+    """Checklist: NPWG-5.3.5-a."""
     for flag in (True, False):
         assert status_entry("n", "net1", {}, flag)["default"] is flag
 
@@ -246,6 +254,7 @@ _v4 = st.tuples(_octet, _octet, _octet, _octet).map(lambda t: ".".join(map(str, 
     st.integers(0, 3),
 )
 def test_only_addresses_of_the_pod_interface_are_reported(ips, sandbox):
+    """Checklist: NPWG-5.3.3-a."""
     interfaces = [
         {"name": f"if{i}", **({"sandbox": NETNS} if i == sandbox else {})} for i in range(4)
     ]

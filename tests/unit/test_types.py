@@ -94,6 +94,7 @@ def test_registry_covers_exactly_the_readable_versions() -> None:
 
 
 def test_golden_110_reads_unchanged_and_writes_back_identically() -> None:
+    """Checklist: CNI-RES-1."""
     canonical = upgrade(GOLDEN_110, "1.1.0")
     assert canonical == GOLDEN_110
     assert convert(canonical, "1.1.0") == GOLDEN_110
@@ -105,6 +106,7 @@ def test_golden_110_to_100_keeps_interface_mtu_but_drops_route_extras() -> None:
 
 @pytest.mark.parametrize("version", ["0.3.0", "0.3.1", "0.4.0"])
 def test_golden_110_to_0x_adds_ip_version_and_drops_1x_fields(version: str) -> None:
+    """Checklist: CNI-RES-2."""
     assert convert(upgrade(GOLDEN_110, "1.1.0"), version) == {**GOLDEN_040, "cniVersion": version}
 
 
@@ -114,12 +116,14 @@ def test_golden_110_to_020(version: str) -> None:
 
 
 def test_golden_040_reads_into_canonical() -> None:
+    """Checklist: CNI-RES-2."""
     expected = {**GOLDEN_100, "cniVersion": "1.1.0"}
     expected["interfaces"] = GOLDEN_040["interfaces"]
     assert upgrade(GOLDEN_040, "1.1.0") == expected
 
 
 def test_golden_020_from_the_checklist_reads_and_writes_back() -> None:
+    """Checklist: CNI-RES-3."""
     raw = {
         "cniVersion": "0.2.0",
         "ip4": {"ip": "198.18.16.5/24", "gateway": "198.18.16.1", "routes": [{"dst": "0.0.0.0/0"}]},
@@ -156,6 +160,7 @@ def test_dual_stack_010_merges_routes_ip4_first_without_interface_index() -> Non
 
 
 def test_golden_100_with_all_interface_fields() -> None:
+    """Checklist: CNI-RES-1."""
     raw = {
         "cniVersion": "1.0.0",
         "interfaces": [
@@ -183,12 +188,14 @@ def test_golden_100_with_all_interface_fields() -> None:
 
 @pytest.mark.parametrize("raw", [None, {}])
 def test_none_and_empty_become_an_empty_result(raw: Any) -> None:
+    """Checklist: CNI-ADD-4."""
     assert upgrade(raw, "1.0.0") == EMPTY
     assert convert_any(raw, "1.0.0", "1.0.0") == {"cniVersion": "1.0.0"}
 
 
 @pytest.mark.parametrize("missing", [{}, {"cniVersion": ""}, {"cniVersion": None}])
 def test_result_without_version_is_read_as_the_default(missing: dict[str, Any]) -> None:
+    """Checklist: CNI-ADD-4."""
     raw = {**missing, "ips": [{"version": "4", "address": "198.18.0.2/24"}]}
     assert upgrade(raw, "0.4.0")["ips"] == [{"address": "198.18.0.2/24"}]
     # Read as a 0.2.0 result, the same body has no ip4/ip6 and so no address.
@@ -196,6 +203,7 @@ def test_result_without_version_is_read_as_the_default(missing: dict[str, Any]) 
 
 
 def test_result_without_version_and_no_default_is_010() -> None:
+    """Checklist: CNI-RES-3."""
     raw = {"ip4": {"ip": "198.18.0.2/24"}, "ips": [{"address": "198.18.153.9/24"}]}
     assert upgrade(raw, "")["ips"] == [{"address": "198.18.0.2/24"}]
 

@@ -159,6 +159,7 @@ def test_an_ifname_with_a_trailing_newline_is_refused(tmp_path):
 
 
 def test_a_network_name_with_a_trailing_newline_is_refused():
+    """Checklist: CNI-CONF-2."""
     err = refused(lambda: load_network({**NET, "name": "net\n"}, "delegates[0]"), INVALID_CONFIG)
     assert "name" in err.msg and "delegates[0]" in err.msg
 
