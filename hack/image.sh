@@ -11,12 +11,12 @@
 # its own). Its name for containerd is docker.io/library/multinet:latest, which
 # is what `image: multinet:latest` in conf/deploy/daemonset.yaml resolves to.
 #
-# Python dependencies come from Debian where Debian's version meets
-# pyproject.toml; pip, run once inside the new root, adds only what is missing or
-# too old there (then pip itself is removed). MIRROR and SECURITY_MIRROR choose
-# the archive; SOURCE_DATE_EPOCH (default: the last commit's time) fixes every
-# timestamp, so two builds of one commit from one archive state give the same
-# layer.
+# Python dependencies come from Debian where Debian's version meets what
+# pyproject.toml and its dependencies require; pip, run once inside the new root,
+# adds only what is missing or too old there, then pip itself is purged. MIRROR
+# and SECURITY_MIRROR choose the archive. SOURCE_DATE_EPOCH (default: the time of
+# the last commit that changed what goes into the image) fixes the timestamps, so
+# two builds from one archive state and one PyPI state give the same layer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,8 @@ OUTPUT=${1:-build/multinet-image.tar}
 IMAGE_NAME=docker.io/library/multinet:latest
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct -- multinet pyproject.toml \
+    README.md LICENSE hack/image.sh 2>/dev/null || date +%s)}
 export SOURCE_DATE_EPOCH
 
 [ "$(id -u)" -eq 0 ] || { echo "image.sh: run as root" >&2; exit 1; }
@@ -50,7 +51,7 @@ PACKAGES=(
     ca-certificates python3 gcc libc6-dev
     python3-requests python3-requests-oauthlib python3-websocket python3-attr
 )
-# Only for the pip step below; purged before the root filesystem is packed.
+# Only for the pip step below; purged (with what it brought) before packing.
 BUILD_ONLY=(python3-pip)
 
 work=$(mktemp -d /tmp/multinet-image.XXXXXX)
@@ -60,7 +61,8 @@ mkdir -p "$work/src"
 git ls-files -co --exclude-standard -z -- pyproject.toml README.md LICENSE multinet \
     | xargs -0 cp --parents -t "$work/src"
 
-# Docs, man pages, locales and caches are left out of the image.
+# Docs, man pages, locales and caches are left out of the image, and the parts of
+# gcc the shim's plain `cc -O2 -static` never runs (LTO, sanitizer runtimes).
 DPKG_EXCLUDES=(
     --dpkgopt='path-exclude=/usr/share/man/*'
     --dpkgopt='path-exclude=/usr/share/doc/*'
@@ -68,6 +70,10 @@ DPKG_EXCLUDES=(
     --dpkgopt='path-exclude=/usr/share/info/*'
     --dpkgopt='path-exclude=/usr/share/locale/*'
     --dpkgopt='path-exclude=/usr/share/lintian/*'
+    --dpkgopt='path-exclude=/usr/bin/*lto-dump*'
+    --dpkgopt='path-exclude=/usr/lib/gcc/*/lto1'
+    --dpkgopt='path-exclude=/usr/lib/*/lib*san.so*'
+    --dpkgopt='path-exclude=/usr/lib/gcc/*/lib*san*'
 )
 
 # pip inside the new root sees Debian's dist-packages, so it fetches only what
@@ -83,7 +89,8 @@ chroot "$1" env -u PIP_FIND_LINKS -u PIP_CONSTRAINT -u SSL_CERT_DIR PIP_CERT=/tm
 chroot "$1" python3 -m pip list --path /usr/local/lib/python3.11/dist-packages \
     --format freeze > "'"$work"'/from-pypi.txt"
 rm -rf "$1/tmp/multinet-src" "$1/tmp/build-ca.crt"
-chroot "$1" dpkg --purge '"${BUILD_ONLY[*]}"' python3-setuptools python3-wheel >/dev/null
+chroot "$1" dpkg --purge '"${BUILD_ONLY[*]}"' python3-setuptools python3-wheel \
+    python3-distutils python3-lib2to3 >/dev/null
 chroot "$1" python3 -B -c "import multinet.daemon.main, multinet.k8s.client, multinet.attach.routes"
 rm -rf "$1/var/cache/debconf"/*-old "$1/var/log"/* "$1/root/.cache"'
 # (pip --no-compile: the kubernetes client alone would double in size with its
@@ -91,7 +98,9 @@ rm -rf "$1/var/cache/debconf"/*-old "$1/var/log"/* "$1/root/.cache"'
 
 mkdir -p "$(dirname "$OUTPUT")"
 echo "image.sh: root filesystem (mmdebstrap, bookworm)..."
+# merged-usr: /usr merged by usr-is-merged, not by usrmerge (which brings perl).
 mmdebstrap --quiet --variant=essential --mode=root --format=tar \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --include="$(IFS=,; echo "${PACKAGES[*]},${BUILD_ONLY[*]}")" \
     "${DPKG_EXCLUDES[@]}" \
     --customize-hook="$PIP_HOOK" \

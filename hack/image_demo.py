@@ -328,6 +328,10 @@ def demo(archive: str, mode: str) -> None:
         assert pod.id not in os.listdir(node.host("/var/lib/cni/multinet"))
         assert _leases(node) == [], _leases(node)
         say("pod removed: no netns, no record, no lease left")
+        with open(os.path.join(root, "image-demo-daemon.log"), errors="replace") as handle:
+            served = [line for line in handle if pod.id in line]
+        assert served, "the daemon in the image never saw the pod: the shim ran it elsewhere"
+        say(f"the daemon's log names the pod on {len(served)} lines")
 
         node.stop("image-demo-daemon")
         if "--cleanup-config-on-exit" in command:
