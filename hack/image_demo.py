@@ -49,6 +49,7 @@ CLUSTER = ("198.18.0.0/24",)
 SECONDARY = ("198.18.1.0/24",)
 IPAM_DIR = "/var/lib/cni/networks"  # host-local's default, a hostPath of the DaemonSet
 OWN_MOUNT_NS = "MULTINET_IMAGE_DEMO_MOUNT_NS"
+PROPAGATION = {"None": "rprivate", "HostToContainer": "rslave", "Bidirectional": "rshared"}
 
 
 def say(text: str) -> None:
@@ -153,9 +154,9 @@ class Node:
                 source = self.config_dir
             else:
                 source = self.host(volume["hostPath"]["path"])
-            options = ["rbind", "ro" if mount.get("readOnly") else "rw"]
-            if mount.get("mountPropagation") == "HostToContainer":
-                options.append("rslave")
+            # The propagation the kubelet asks for: private unless the manifest says.
+            propagation = PROPAGATION[mount.get("mountPropagation", "None")]
+            options = ["rbind", "ro" if mount.get("readOnly") else "rw", propagation]
             args += ["--mount", f"type=bind,src={source},dst={mount['mountPath']},"
                                 f"options={':'.join(options)}"]
         return args
