@@ -35,6 +35,7 @@ need=()
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v umoci >/dev/null || need+=(umoci)
 command -v python3 >/dev/null || need+=(python3)
+command -v git >/dev/null || need+=(git)  # what goes in: the checkout's files
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
