@@ -101,6 +101,7 @@ def test_show_prints_what_the_pod_netns_holds(cnode, pod, daemon):
 
     # Found by its container id's start too, and gone once DEL ran.
     assert ctl("show", "c0ff", "--config", daemon.config_path).stdout == table.stdout
+    assert ctl("show", "--config", daemon.config_path).stdout == table.stdout, "every record"
     assert daemon.shim("DEL", conf, "c0ffee01", pod.path, args=POD_ARGS).returncode == 0
     cnode.assert_clean(pod)
     gone = ctl("show", "shop/web-0", "--config", daemon.config_path)

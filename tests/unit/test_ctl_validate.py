@@ -251,3 +251,15 @@ def test_bin_dir_comes_from_the_daemon_config(capsys, write):
     code = main(["validate", "--config", config, path])
     out = capsys.readouterr().out
     assert (code, out) == (0, f"{path}: ok: CNI conflist cluster\n")
+
+
+def test_the_daemon_config_may_come_from_the_environment(capsys, write, monkeypatch, tmp_path):
+    bins = tmp_path / "empty-bin"
+    bins.mkdir()
+    monkeypatch.setenv("MULTINET_DAEMON_CONFIG", write("dc.json", {"binDir": str(bins)}))
+    path = write("c.conf", {"cniVersion": "1.0.0", "name": "n", "type": "absent-plugin"})
+    code = main(["validate", path])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out == (f"{path}: network n: field type: plugin 'absent-plugin' not found in "
+                   f"{bins}, /opt/cni/bin\n")

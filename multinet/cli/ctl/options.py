@@ -17,8 +17,9 @@ cannot be read, which the subcommand prints and answers with exit code 2:
             return options.fail("name", err)
         ... node.cni_dir, node.bin_dirs, node.daemon.socket_path ...
 
-The default config path is the DaemonSet's; a missing file there means the daemon's
-defaults, a missing file named with --config is an error.
+The config is the one named by --config (or $MULTINET_DAEMON_CONFIG), else the first of
+DEFAULT_CONFIGS that exists, else none: the daemon's defaults. A file named but missing
+is an error.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from dataclasses import dataclass
 from multinet.attach.conf import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR
 from multinet.daemon.config import ConfigError, DaemonConfig, load_config
 
-DEFAULT_CONFIG = "/etc/multinet/daemon-config.json"
+# The node's, then where the DaemonSet mounts its ConfigMap (conf/deploy/daemonset.yaml):
+# inside the daemon's container multinetctl finds the daemon's own config.
+DEFAULT_CONFIGS = ("/etc/multinet/daemon-config.json", "/config/daemon-config.json")
 CONFIG_ENV = "MULTINET_DAEMON_CONFIG"
 
 
@@ -61,8 +64,9 @@ class Settings:
 def add_common(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("node options")
     group.add_argument("--config", metavar="FILE",
-                       help=f"the daemon config (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} "
-                            "when it exists, else the daemon's defaults)")
+                       help=f"the daemon config (default: ${CONFIG_ENV}, else the first of "
+                            f"{', '.join(DEFAULT_CONFIGS)} that exists, else the daemon's "
+                            "defaults)")
     group.add_argument("--cni-dir", metavar="DIR",
                        help="where the records are (default: the config's cniDir, "
                             f"else {DEFAULT_CNI_DIR})")
@@ -71,18 +75,17 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                             f"(default: the config's binDir, then {DEFAULT_BIN_DIR})")
 
 
-def _config_path(args: argparse.Namespace) -> tuple[str, bool]:
-    """(path, named): named is True when the user chose it, so it must exist."""
+def config_path(args: argparse.Namespace) -> tuple[str, bool]:
+    """(path, named): named is True when the user chose it, so it must exist; ("", False)
+    when there is none."""
     chosen = getattr(args, "config", None) or os.environ.get(CONFIG_ENV, "")
     if chosen:
         return chosen, True
-    return DEFAULT_CONFIG, False
+    return next((p for p in DEFAULT_CONFIGS if os.path.exists(p)), ""), False
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    path, named = _config_path(args)
-    if not named and not os.path.exists(path):
-        path = ""
+    path, _ = config_path(args)
     try:
         daemon = load_config(path or None)
     except ConfigError as err:
