@@ -263,3 +263,13 @@ def test_the_daemon_config_may_come_from_the_environment(capsys, write, monkeypa
     assert code == 1
     assert out == (f"{path}: network n: field type: plugin 'absent-plugin' not found in "
                    f"{bins}, /opt/cni/bin\n")
+
+
+def test_a_list_as_kubectl_prints_it(capsys, write):
+    listed = {"apiVersion": "v1", "kind": "List", "items": [
+        nad("macnet", MACVLAN), nad("broken", {**MACVLAN, "cniVersion": "one"})]}
+    path = write("list.json", listed)
+    code, out, _ = validate(capsys, path)
+    assert code == 1
+    assert out == [f"{path}:document 2: network default/broken: field spec.config.cniVersion: "
+                   "'one' is not a version (expected like 1.0.0)"]

@@ -117,7 +117,7 @@ def _json_problem(err: CNIError, what: str) -> str:
 def documents(path: str, text: str) -> tuple[list[Any], str]:
     """The documents of the file, or ([], why it cannot be parsed)."""
     try:
-        return [strictjson.loads(text, "file")], ""
+        return _unlisted([strictjson.loads(text, "file")]), ""
     except CNIError as err:
         json_problem = _json_problem(err, "file")
     if path.endswith(JSON_SUFFIXES) or text.lstrip().startswith(("{", "[")):
@@ -131,7 +131,19 @@ def documents(path: str, text: str) -> tuple[list[Any], str]:
         return [], f"not valid YAML: {what}{where}"
     if not docs:
         return [], "no document in the file"
-    return docs, ""
+    return _unlisted(docs), ""
+
+
+def _unlisted(docs: list[Any]) -> list[Any]:
+    """The items of a `kind: List` (what `kubectl get -o yaml` prints) as documents."""
+    out = []
+    for doc in docs:
+        kind = doc.get("kind") if isinstance(doc, Mapping) else None
+        if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
+            out += doc["items"]
+        else:
+            out.append(doc)
+    return out
 
 
 def check_file(path: str, bin_dirs: tuple[str, ...], bins_chosen: bool
