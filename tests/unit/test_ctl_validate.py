@@ -174,6 +174,9 @@ BAD = {
                    "delegates": [{**CONFLIST, "plugins": [{"type": "nosuch"}]}]},
         [f": network cluster: field delegates[0].plugins[0].type: plugin 'nosuch' not found "
          f"in {CNI_BIN}"]),
+    "multinet-delegate-not-an-object": (
+        "m.conf", {"cniVersion": "1.0.0", "name": "mn", "type": "multinet", "delegates": [5]},
+        [": network mn: field delegates[0]: 5 is not of type 'object'"]),
     "daemon-config": ("daemon-config.json", {"metricsPort": 70000, "cniDir": "/x"},
                       [": field metricsPort: 70000 is not a TCP port"]),
     "not-json": ("c.conf", '{"cniVersion": "1.0.0",',

@@ -277,7 +277,8 @@ def check_multinet(doc: Mapping[str, Any], report: Report, bin_dirs: tuple[str, 
         dirs = tuple(dict.fromkeys((doc["binDir"], *bin_dirs)))
     delegates = doc.get("delegates")
     for index, delegate in enumerate(delegates if isinstance(delegates, list) else []):
-        check_network(delegate, report, dirs, f"delegates[{index}].")
+        if isinstance(delegate, Mapping):  # the schema has said it of anything else
+            check_network(delegate, report, dirs, f"delegates[{index}].")
     if len(report.problems) == before:
         try:
             load_conf(doc)
