@@ -442,7 +442,33 @@ def print_answer(code: int, text: str) -> int:
     return code
 
 
+USAGE = """\
+usage: multinet [--version | --help]
+
+multinet is a CNI plugin: the container runtime runs it with CNI_COMMAND (ADD, DEL,
+CHECK, VERSION, STATUS, GC) and the other CNI_* variables set, and the network config
+on stdin; the answer is JSON on stdout. To inspect or check multinet on a node, use
+multinetctl (multinetctl --help).
+"""
+
+
+def about(args: list[str]) -> str | None:
+    """The answer to --version or --help, which never waits on stdin; None otherwise."""
+    if args[:1] == ["--version"]:
+        import multinet  # only __version__: no dependency is loaded
+
+        return (f"multinet {multinet.__version__}\n"
+                f"CNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}\n")
+    if args[:1] in (["--help"], ["-h"]):
+        return USAGE
+    return None
+
+
 def main() -> int:
+    text = about(sys.argv[1:])
+    if text is not None:
+        sys.stdout.write(text)
+        return 0
     try:
         code, text = run(os.environ, sys.stdin.buffer.read())
     except Exception as exc:  # the runtime must get CNI JSON, never a traceback

@@ -12,7 +12,7 @@ from multinet.attach.verbs import respond
 from multinet.cli import logs
 from multinet.cni.errors import CNIError
 from multinet.cni.request import decode_config
-from multinet.shim import print_answer
+from multinet.shim import about, print_answer
 
 log = logging.getLogger("multinet.plugin")
 
@@ -32,6 +32,10 @@ def serve(env: Mapping[str, str], stdin: bytes) -> tuple[int, str]:
 
 
 def main() -> int:
+    answer = about(sys.argv[1:])  # before stdin: --version and --help never wait on it
+    if answer is not None:
+        sys.stdout.write(answer)
+        return 0
     code, text = serve(os.environ, sys.stdin.buffer.read())
     return print_answer(code, text)
 

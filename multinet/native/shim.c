@@ -10,7 +10,8 @@
  * executes in its own place with the same stdin (FALLBACK, set at build time):
  * VERSION, a daemon that cannot be reached (waiting, running the engine
  * in-process, code 11), a config that is not plain ASCII, a DEL whose answer
- * never came. So both shims always behave the same.
+ * never came; and --version and --help, before stdin is read. So both shims
+ * always behave the same.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -310,11 +311,19 @@ static int print_answer(const char *text, int code)
     return fflush(stdout) ? 1 : code;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     struct buf in = {0}, req = {0}, out = {0};
     char chunk[65536];
     ssize_t r;
+    /* --version and --help are the Python shim's to answer, before stdin is read. */
+    if (argc > 1 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "--help") ||
+                     !strcmp(argv[1], "-h"))) {
+        char *args[] = {(char *)FALLBACK, argv[1], NULL};
+        execve(FALLBACK, args, environ);
+        fprintf(stderr, "multinet shim: cannot run %s: %s\n", FALLBACK, strerror(errno));
+        return 1;
+    }
     /* A runtime that stopped reading our stdout must not kill us mid-answer either. */
     signal(SIGPIPE, SIG_IGN);
     while ((r = read(0, chunk, sizeof chunk)) != 0) {
