@@ -66,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--runtime-dir", action="append", metavar="DIR", default=[],
                      help="another directory where a runtime keeps a DIR/<id> or "
                      "DIR/*/<id> entry per container it knows (repeatable)")
-    cmd.add_argument("--multus-cache-dir", default=sandbox.MULTUS_CACHE_DIR, metavar="DIR",
-                     help=f"Multus' cache of the pods it attached (default "
-                     f"{sandbox.MULTUS_CACHE_DIR}); its pods' leases are left alone")
+    cmd.add_argument("--multus-cache-dir", metavar="DIR",
+                     help="Multus' cache of the pods it attached (default: the config's "
+                     "multusCacheDir); its pods' leases are left alone")
     podsource.add_output_argument(cmd)
     podsource.add_config_arguments(cmd)
     cmd.set_defaults(func=run)
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     where = Where(
         lease_data_dirs=tuple(args.lease_dir) if args.lease_dir else (leases.DEFAULT_DATA_DIR,),
         runtime_dirs=sandbox.RUNTIME_DIRS + tuple(args.runtime_dir),
-        multus_cache_dir=args.multus_cache_dir)
+        multus_cache_dir=args.multus_cache_dir or loaded.conf.multus_cache_dir)
     try:
         before = survey(loaded.conf, kube, pod, where)
         outcomes = repair.fix(loaded.conf, before.drifts, where) if args.fix else []

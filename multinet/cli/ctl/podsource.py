@@ -17,14 +17,13 @@ from typing import Any
 
 from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.verbs import kube_configured
+from multinet.cli.ctl.options import CONFIG_ENV, DEFAULT_CONFIGS, config_path
 from multinet.cni.confdir import CONF_EXTENSIONS, CONFLIST_EXTENSIONS, load_config_file
 from multinet.cni.errors import CNIError
 from multinet.k8s.client import PodSource
 from multinet.shim import DEFAULT_SOCKET, OVERLAY_FILE
 
 NODE_CONF_DIR = "/etc/cni/net.d"  # where the runtime reads its CNI config
-DEFAULT_DAEMON_CONFIG = "/etc/multinet/daemon-config.json"
-CONFIG_ENV = "MULTINET_DAEMON_CONFIG"
 # The overlay a running daemon leaves next to its socket (daemon/main.py).
 DAEMON_OVERLAY = os.path.join(os.path.dirname(DEFAULT_SOCKET), OVERLAY_FILE)
 
@@ -38,7 +37,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("node options")
     group.add_argument("--config", metavar="FILE",
                        help=f"the daemon config, whose keys are laid over every request "
-                       f"(default: ${CONFIG_ENV}, else {DEFAULT_DAEMON_CONFIG} when it exists, "
+                       f"(default: ${CONFIG_ENV}, else the first of {', '.join(DEFAULT_CONFIGS)} "
+                       "that exists, "
                        f"else the overlay a running daemon left at {DAEMON_OVERLAY})")
     group.add_argument("--cni-config", metavar="FILE",
                        help="the multinet CNI config the runtime passes (a .conf, or a "
@@ -124,15 +124,8 @@ def find_node_config(conf_dir: str = NODE_CONF_DIR) -> str:
     raise CtlError(f"no multinet config in {conf_dir}; give --cni-config")
 
 
-def _daemon_config(args: argparse.Namespace) -> str:
-    chosen = args.config or os.environ.get(CONFIG_ENV, "")
-    if chosen:
-        return chosen
-    return DEFAULT_DAEMON_CONFIG if os.path.exists(DEFAULT_DAEMON_CONFIG) else ""
-
-
 def _overlay(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    path = _daemon_config(args)
+    path, _ = config_path(args)
     if path:
         from multinet.daemon.config import ConfigError, load_config
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from multinet.attach.conf import DEFAULT_MULTUS_CACHE_DIR
 from multinet.cni.request import CONTAINER_ID_RE
 
 # <dir>/<id> or <dir>/<namespace>/<id>: the runtime still knows the container.
@@ -21,7 +22,6 @@ RUNTIME_DIRS = (
     "/run/containers/storage/overlay-containers",
     "/var/lib/containers/storage/overlay-containers",
 )
-MULTUS_CACHE_DIR = "/var/lib/cni/multus"
 MIN_ID_LENGTH = 8  # shorter is a truncated or made-up id: it could match anything
 
 
@@ -57,7 +57,7 @@ def _in_a_cgroup(container_id: str) -> str | None:
 
 
 def owner(container_id: str, runtime_dirs: Iterable[str] = RUNTIME_DIRS,
-          multus_cache_dir: str = MULTUS_CACHE_DIR) -> str | None:
+          multus_cache_dir: str = DEFAULT_MULTUS_CACHE_DIR) -> str | None:
     """Why the container may still be alive, or None when nothing on the node names it."""
     if not is_container_id(container_id) or len(container_id) < MIN_ID_LENGTH:
         return f"{container_id!r} is no container id to rule out a running sandbox by"

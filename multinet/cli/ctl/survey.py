@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from multinet.attach.conf import MultinetConf
+from multinet.attach.conf import DEFAULT_MULTUS_CACHE_DIR, MultinetConf
 from multinet.attach.networks import K8sSettings
 from multinet.attach.record import Record, RecordStore, UnreadableRecord
 from multinet.cli.ctl import explain, leases, netinspect, sandbox
@@ -117,7 +117,7 @@ class Where:
 
     lease_data_dirs: tuple[str, ...] = (leases.DEFAULT_DATA_DIR,)
     runtime_dirs: tuple[str, ...] = sandbox.RUNTIME_DIRS
-    multus_cache_dir: str = sandbox.MULTUS_CACHE_DIR
+    multus_cache_dir: str = DEFAULT_MULTUS_CACHE_DIR
 
 
 def pod_of(record: Record) -> str:
