@@ -78,8 +78,10 @@ def test_a_sandbox_gone_with_its_pod_is_reaped(reaping, cnode, api, make_pod):
     assert len(cnode.leased_ips()) == 4
 
     api.delete("Pod", "ns1", "p1")
-    wait_for(lambda: cnode.records() == [], what="the record reaped")
-    assert cnode.leased_ips() == [] and cnode.host_veths() == [] and cnode.lock_files() == []
+    # The reaper removes the record, then the lock file it still holds: wait for both.
+    wait_for(lambda: cnode.records() == [] and cnode.lock_files() == [],
+             what="the record and its lock reaped")
+    assert cnode.leased_ips() == [] and cnode.host_veths() == []
     assert sample(reaping, "multinet_records_reaped_total", outcome="deleted") == 1
     lines = [line for line in reaping.log_lines() if "reaped container creap" in line["msg"]]
     assert lines and lines[0]["level"] == "warning"
@@ -133,8 +135,9 @@ def test_an_add_that_never_completed_is_reaped_though_its_pod_lives(reaping, cno
     rewrite(cnode, "chalf", killed_inside_that_delegate)
     assert reaping.shim("DEL", conf, "chalf", pod.path, args=args).returncode != 0
     pod.delete()
-    wait_for(lambda: cnode.records() == [], what="the record given up")
-    assert cnode.leased_ips() == [] and cnode.lock_files() == []
+    wait_for(lambda: cnode.records() == [] and cnode.lock_files() == [],
+             what="the record and its lock given up")
+    assert cnode.leased_ips() == []
     assert sample(reaping, "multinet_teardown_given_up_total", completed="false") == 1
     wait_for(lambda: [e for e in api.events("ns1") if e["reason"] == "NetworkTeardownAbandoned"],
              what="the Warning event on the living pod")
