@@ -15,7 +15,7 @@ def test_sixteen_pods_in_parallel(cnode, make_pod):
     conf = cnode.conf([
         configs.bridge_net("cluster", cnode.ipam_dir),
         configs.macvlan_net("macnet", cnode.macvlan_master, cnode.ipam_dir),
-    ])
+    ], result="all")
     pods = [make_pod() for _ in range(PODS)]
     ids = [f"cpar{i:02d}" for i in range(PODS)]
     pairs = list(zip(ids, pods, strict=True))
@@ -61,7 +61,7 @@ def test_secondaries_run_in_parallel_with_a_stable_order(cnode, pod, workdir):
     record = os.path.join(workdir, "calls")
     secondaries = [_slow(f"sec{i}", record) for i in range(1, 4)]
     conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries],
-                      parallelAttachments=4)  # an opt-in: the default is one at a time
+                      parallelAttachments=4, result="all")  # both opt-ins
     result = cnode.cni("ADD", conf, "cpar", pod.path).ok()
     assert _overlaps(_adds(record)), "secondaries ran one after another"
     names = [i["name"] for i in result["interfaces"] if i.get("sandbox")]
