@@ -23,11 +23,16 @@ def test_cni_res_4_110_to_100_keeps_the_route_fields():
 
 
 @pytest.mark.parametrize("target", ["0.3.0", "0.3.1", "0.4.0"])
-def test_cni_res_4_route_fields_survive_down_to_0x_as_libcni_writes_them(target):
-    """CNI-RES-4: libcni's 0.x results carry the same Route type, so the fields
-    set on a route are written in every version (Route.MarshalJSON)."""
+def test_cni_res_4_route_fields_survive_down_to_03_as_libcni_writes_them(target):
+    """CNI-RES-4: libcni's 0.3/0.4 results carry the same Route type and convertTo04x
+    copies each route whole, so the fields are written (Route.MarshalJSON)."""
     assert convert_any(RESULT_110, target, "1.1.0")["routes"] == [ROUTE]
-    assert convert_any(RESULT_110, "0.2.0", "1.1.0")["ip4"]["routes"] == [ROUTE]
+
+
+def test_cni_res_4_down_to_020_routes_keep_dst_and_gw_only_as_libcni():
+    """CNI-RES-4: libcni's 0.4.0 -> 0.2.0 step rebuilds each route from Dst and GW."""
+    assert convert_any(RESULT_110, "0.2.0", "1.1.0")["ip4"]["routes"] == [
+        {"dst": ROUTE["dst"], "gw": ROUTE["gw"]}]
 
 
 def test_cni_res_4_a_round_trip_through_100_loses_nothing():

@@ -63,7 +63,7 @@ GOLDEN_020 = {
     "ip4": {
         "ip": "198.18.16.5/24",
         "gateway": "198.18.16.1",
-        "routes": GOLDEN_110["routes"],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],  # libcni: dst and gw only
     },
     "dns": DNS,
 }
@@ -270,14 +270,15 @@ def test_output_shares_nothing_with_the_input() -> None:
 
 
 def test_route_extras_survive_every_conversion() -> None:
-    """CNI-RES-4: as libcni, whose one Route type is written alike in every version."""
+    """CNI-RES-4: as libcni, whose one Route type is written alike down to 0.3.0."""
     route = {"dst": "198.18.0.0/15", "gw": "198.18.0.1", "mtu": 1400, "advmss": 1360,
              "priority": 5, "table": 100, "scope": 253}
     raw = {"cniVersion": "1.1.0", "ips": [{"address": "198.18.0.2/15"}], "routes": [route]}
     assert convert_any(raw, "1.1.0", "1.1.0")["routes"] == [route]
     for version in ("1.0.0", "0.4.0", "0.3.0"):
         assert convert_any(raw, version, "1.1.0")["routes"] == [route]
-    assert convert_any(raw, "0.2.0", "1.1.0")["ip4"]["routes"] == [route]
+    plain = [{"dst": "198.18.0.0/15", "gw": "198.18.0.1"}]
+    assert convert_any(raw, "0.2.0", "1.1.0")["ip4"]["routes"] == plain, "as libcni's 0.2.0"
 
 
 def test_route_extras_read_from_an_older_result_are_kept_for_110() -> None:
@@ -310,8 +311,7 @@ def test_down_to_020_keeps_first_address_per_family_and_sorts_routes() -> None:
     }
     assert convert(canonical, "0.2.0") == {
         "cniVersion": "0.2.0",
-        "ip4": {"ip": "198.18.0.5/24", "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.0.1",
-                                                 "priority": 3},
+        "ip4": {"ip": "198.18.0.5/24", "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.0.1"},
                                                 {"dst": "198.19.0.0/16"}]},
         "ip6": {"ip": "2001:db8::5/64", "gateway": "2001:db8::1",
                 "routes": [{"dst": "::/0", "gw": "2001:db8::1"}]},
@@ -453,7 +453,9 @@ def test_conversion_matrix(src: str, dst: str) -> None:
     # An interface index survives unless the result went through 0.x-before-0.3.
     assert ip.get("interface") == (None if src in v020.VERSIONS else 2)
     assert len(out.get("interfaces", [])) == (0 if src in v020.VERSIONS else 3)
-    assert out["routes"] == GOLDEN_110["routes"]
+    # Through 0.1.0/0.2.0 a route keeps only dst and gw (libcni's 0.4.0 -> 0.2.0 step).
+    plain = [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}]
+    assert out["routes"] == (plain if src in v020.VERSIONS else GOLDEN_110["routes"])
 
 
 # --- properties ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Every reader here takes the raw JSON value plus a *path* (such as
 Routes and DNS have one shape in all result versions, and interfaces and
 ``ips`` one shape from 0.3.0 on (`read_result`), so they live here.
 A route read from any version keeps its 1.1.0 extras (mtu, advmss, priority,
-table, scope), and every writer writes them, as libcni does.
+table, scope); writers keep them down to 0.3.0, as libcni does.
 """
 
 from __future__ import annotations
@@ -152,14 +152,17 @@ def parse_routes(value: Any, path: str) -> list[dict[str, Any]]:
     return [parse_route(item, child(path, i)) for i, item in enumerate(as_list(value, path))]
 
 
-def write_route(route: Mapping[str, Any]) -> dict[str, Any]:
-    """A route for output, its 1.1.0 fields included: libcni has one Route type for
-    every result version and writes them whenever they are set."""
+def write_route(route: Mapping[str, Any], with_extras: bool = True) -> dict[str, Any]:
+    """A route for output. libcni has one Route type for every result version and
+    writes the 1.1.0 fields whenever they are set, so they stay by default; only its
+    conversion down to 0.1.0/0.2.0 rebuilds routes from dst and gw (`with_extras`
+    False)."""
     out: dict[str, Any] = {"dst": route["dst"]}
     put_if(out, "gw", route.get("gw"))
-    for key in ROUTE_EXTRAS:
-        if route.get(key) is not None:
-            out[key] = route[key]
+    if with_extras:
+        for key in ROUTE_EXTRAS:
+            if route.get(key) is not None:
+                out[key] = route[key]
     return out
 
 

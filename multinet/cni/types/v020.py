@@ -17,7 +17,8 @@ each route goes under the block of its destination's family (and is dropped
 when that family has no address), interfaces are dropped, and a result with
 no address at all cannot be written: that raises ``CNIError`` with code
 INCOMPATIBLE_VERSION, because the data does not fit the requested version.
-Routes keep every field they have, as libcni's shared Route type writes them.
+Routes are written with ``dst`` and ``gw`` only, as libcni's conversion to 0.2.0
+rebuilds them (pkg/types/040 convertTo02x).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _write_block(canonical: Mapping[str, Any], fam: int) -> dict[str, Any] | Non
     block: dict[str, Any] = {"ip": first["address"]}
     common.put_if(block, "gateway", first.get("gateway"))
     routes = [
-        common.write_route(route)
+        common.write_route(route, with_extras=False)
         for route in canonical["routes"]
         if common.family(route["dst"]) == fam
     ]

@@ -13,7 +13,8 @@ Shape::
 There is no ``ips[].version`` (a stray one is ignored). Interfaces keep mtu,
 socketPath and pciID in both versions. The route fields mtu, advmss,
 priority, table and scope were added in 1.1.0; a route that has them keeps
-them in every version, as libcni's one Route type writes them (CNI-RES-4).
+them in 1.0.0 and 0.3.x/0.4.0 results too, as libcni's one Route type writes them
+(CNI-RES-4); only 0.1.0/0.2.0 results drop them (see v020).
 mtu, advmss and priority of 0 mean "unset" and are left out; table and scope
 keep an explicit 0.
 """
