@@ -9,7 +9,9 @@ bench/results.json:
 - ADD and DEL latency (median, p90) for 1, 2, 4 and 8 attachments, at least 20
   pods each, for both paths; the delegates' own execution time in those same
   calls (from multinet's logs) and the overhead (the difference);
-- 8 attachments attached in parallel against one after another;
+- 1, 3 and 7 secondaries one after another (the default) against
+  `parallelAttachments: 4`, ADD and DEL, side by side (`--attachments-only` runs
+  just that part);
 - API requests per ADD and per DEL, counted by the API stand-in;
 - the daemon's RSS with 5,000 pods (half on other nodes) and 1,000 NADs in the API;
 - ADD throughput with 8 pods at once.
@@ -42,6 +44,9 @@ from multinet.testing.runtime import cni_env, pod_cni_args
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "bench", "results.json")
 SIZES = (1, 2, 4, 8)
+# Attachments per pod (the cluster network included) for the sequential/parallel figures.
+SIDE_BY_SIDE = (2, 4, 8)
+PARALLEL = 4  # the opt-in width the side-by-side figures use
 NODE = "bench-node"
 NAMESPACE = "bench"
 METRICS_PORT = 9091
@@ -250,6 +255,41 @@ def measure(cluster: Cluster, path: Path, size: int, pods: int,
     return out
 
 
+def side_by_side(cluster: Cluster, path: Path, pods: int) -> dict[str, Any]:
+    """ADD and DEL medians for 1, 3 and 7 secondaries: one after another (the default)
+    against `parallelAttachments: PARALLEL`, measured back to back in this run."""
+    out: dict[str, Any] = {}
+    for mode, overlay in (("sequential", {}), ("parallel", {"parallelAttachments": PARALLEL})):
+        cluster.stop_daemon()
+        cluster.start_daemon(**overlay)
+        for size in SIDE_BY_SIDE:
+            step(f"{size - 1} secondaries, {mode}")
+            figures = measure(cluster, path, size, pods, tag=mode[0])
+            out.setdefault(str(size - 1), {})[mode] = {
+                command: figures[command]["wall"]["median_ms"] for command in ("ADD", "DEL")}
+    cluster.stop_daemon()
+    cluster.start_daemon()
+    return out
+
+
+def parallel_8(sides: dict[str, Any]) -> dict[str, float]:
+    """The 8-attachment figures the README quotes."""
+    seven = sides[str(SIDE_BY_SIDE[-1] - 1)]
+    parallel, sequential = seven["parallel"]["ADD"], seven["sequential"]["ADD"]
+    return {"parallel_add_median_ms": parallel, "sequential_add_median_ms": sequential,
+            "ratio": round(parallel / sequential, 2)}
+
+
+def side_by_side_table(sides: dict[str, Any]) -> str:
+    lines = [f"| secondaries | ADD one after another | ADD {PARALLEL} at a time | "
+             f"DEL one after another | DEL {PARALLEL} at a time |", "|---|---|---|---|---|"]
+    for count, modes in sides.items():
+        seq, par = modes["sequential"], modes["parallel"]
+        lines.append(f"| {count} | {seq['ADD']} ms | {par['ADD']} ms | {seq['DEL']} ms | "
+                     f"{par['DEL']} ms |")
+    return "\n".join(lines)
+
+
 def throughput(cluster: Cluster, path: Path, pods: int, at_once: int) -> float:
     """Pods per second ADDed with `at_once` runtime calls in flight (2 attachments each)."""
     ids = [f"tp-{path.name[:2]}-{i}" for i in range(pods)]
@@ -365,6 +405,8 @@ def inner(args: argparse.Namespace) -> int:
     subprocess.run(["ip", "link", "set", "mv-master", "up"], check=True)
     report: dict[str, Any] = {"machine": machine(), "pods_per_size": args.pods}
     cluster = Cluster(os.path.join(root, "main"))
+    if args.attachments_only:
+        return attachments_only(cluster, root, args.pods)
     try:
         cluster.start_daemon()
         by_path = paths(cluster)
@@ -375,17 +417,8 @@ def inner(args: argparse.Namespace) -> int:
                 latency[name][str(size)] = measure(cluster, path, size, args.pods)
         report["latency"] = latency
 
-        step("8 attachments one after another (parallelAttachments: 1)")
-        cluster.stop_daemon()
-        cluster.start_daemon(parallelAttachments=1)
-        sequential = measure(cluster, by_path["shim+daemon"], 8, args.pods, tag="s")
-        parallel = latency["shim+daemon"]["8"]["ADD"]["wall"]["median_ms"]
-        report["parallel_8"] = {
-            "parallel_add_median_ms": parallel,
-            "sequential_add_median_ms": sequential["ADD"]["wall"]["median_ms"],
-            "ratio": round(parallel / sequential["ADD"]["wall"]["median_ms"], 2)}
-        cluster.stop_daemon()
-        cluster.start_daemon()
+        report["side_by_side"] = side_by_side(cluster, by_path["shim+daemon"], args.pods)
+        report["parallel_8"] = parallel_8(report["side_by_side"])
 
         step("throughput, 8 pods at once")
         report["throughput_pods_per_s_8_at_once"] = {
@@ -400,9 +433,8 @@ def inner(args: argparse.Namespace) -> int:
     print(f"multinet benchmark: {report['machine']['cpus']} CPUs "
           f"({report['machine']['cpu']}), {args.pods} pods per size\n")
     print(latency_table(latency))
-    p8 = report["parallel_8"]
-    print(f"\n8 attachments, ADD median: parallel {p8['parallel_add_median_ms']} ms, "
-          f"one after another {p8['sequential_add_median_ms']} ms (ratio {p8['ratio']})")
+    print("\nsecondaries one after another (default) and in parallel (opt-in), median:")
+    print(side_by_side_table(report["side_by_side"]))
     print("ADD throughput, 8 pods at once (pods/s):",
           ", ".join(f"{k} {v}" for k, v in report["throughput_pods_per_s_8_at_once"].items()))
     print("daemon RSS (MB):",
@@ -414,12 +446,28 @@ def inner(args: argparse.Namespace) -> int:
     return 0
 
 
+def attachments_only(cluster: Cluster, root: str, pods: int) -> int:
+    """Only the side-by-side figures; printed, bench/results.json left alone."""
+    try:
+        cluster.start_daemon()
+        sides = side_by_side(cluster, paths(cluster)["shim+daemon"], pods)
+    finally:
+        cluster.close()
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"multinet benchmark, shim+daemon, {os.cpu_count()} CPUs, {pods} pods per row; "
+          "secondaries one after another (default) and in parallel (opt-in), median:")
+    print(side_by_side_table(sides))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=20, help="pods per size and path")
     parser.add_argument("--throughput-pods", type=int, default=40)
     parser.add_argument("--report", action="store_true",
                         help="print the README's figures from bench/results.json and exit")
+    parser.add_argument("--attachments-only", action="store_true",
+                        help="only sequential against parallel secondaries, side by side")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.report:
@@ -432,7 +480,8 @@ def main() -> int:
     try:
         # The whole benchmark runs where a node's runtime and daemon would: in the node.
         argv = [sys.executable, os.path.abspath(__file__), "--inner", "--pods", str(args.pods),
-                "--throughput-pods", str(args.throughput_pods)]
+                "--throughput-pods", str(args.throughput_pods),
+                *(["--attachments-only"] if args.attachments_only else [])]
         return subprocess.run(["ip", "netns", "exec", node.name, *argv]).returncode
     finally:
         node.delete()

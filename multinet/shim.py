@@ -35,7 +35,7 @@ MAX_FRAME = 16 << 20
 HEADER_SIZE = 4
 
 # Kept equal to multinet.cni.version (a unit test checks), so VERSION needs no import.
-SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = "1.1.0"
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
 

@@ -42,6 +42,7 @@ def run_add(
     """Attach `plan`. `cancel` is checked before the intent is written and before each
     attachment; a hang-up also kills a running delegate. A cancelled ADD rolls back
     as a failed one does. The container's lock is re-entered when the verb already holds it."""
+    prev = _prev_result(request, conf)  # checked before anything is done
     store = RecordStore(conf.cni_dir)
     with container_lock(conf.cni_dir, request.container_id):
         if not os.path.exists(request.netns):
@@ -56,6 +57,7 @@ def run_add(
             )
         if cancel is not None:
             cancel.check(f"ADD of container {request.container_id}")
+        delegates.require_versions(conf, plan, request.path)  # before any plugin runs
         record = Record(
             container_id=request.container_id,
             netns=request.netns,
@@ -73,7 +75,7 @@ def run_add(
         try:
             canonical = _attach_all(request, conf, record, base_env, cancel)
             merged, applied = _settle_routes(request, plan, canonical)
-            output = _output(conf, merged, canonical, plan)
+            output = _output(conf, merged, applied, plan, prev)
         except Exception as exc:
             err = exc if isinstance(exc, CNIError) else internal_error(exc)
             if err is not exc:
@@ -110,9 +112,27 @@ def _default_index(plan: Sequence[Attachment]) -> int:
     return next((i for i, a in enumerate(plan) if a.is_default), 0)
 
 
-def _output(conf: MultinetConf, merged: dict[str, Any], canonical: list[dict[str, Any]],
-            plan: Sequence[Attachment]) -> dict[str, Any]:
-    source = canonical[_default_index(plan)] if conf.result_mode == "primary" else merged
+def _prev_result(request: Request, conf: MultinetConf) -> dict[str, Any] | None:
+    """The prevResult multinet got as a plugin in a chain, canonical; None without one."""
+    raw = request.config.get("prevResult")
+    if raw is None:
+        return None
+    try:
+        return cnitypes.upgrade(raw, conf.cni_version)
+    except CNIError as err:
+        raise CNIError(err.code, f"multinet config: prevResult: {err.msg}", err.details) from None
+
+
+def _output(conf: MultinetConf, merged: dict[str, Any], applied: list[dict[str, Any]],
+            plan: Sequence[Attachment], prev: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The runtime's answer: by default the cluster network's result as the pod now has
+    it (routes settled), which is what NPWG section 6 asks and what CRI-O reads every
+    address of; `result: all` merges every network (docs/conformance-choices.md).
+    A prevResult comes first in it: a plugin in a chain outputs what it was given
+    (CNI spec section 5)."""
+    source = applied[_default_index(plan)] if conf.result_mode == "primary" else merged
+    if prev is not None:
+        source = merge.chained(prev, source)
     try:
         return cnitypes.convert(source, conf.cni_version)
     except CNIError as err:

@@ -17,7 +17,8 @@ def run_check(request: Request, conf: MultinetConf,
               base_env: Mapping[str, str] | None = None) -> None:
     if not versions.at_least(conf.cni_version, "0.4.0"):
         raise CNIError(INCOMPATIBLE_VERSION,
-                       f"config version {conf.cni_version} does not support the CHECK command")
+                       f'configuration version "{conf.cni_version}" does not support the '
+                       "CHECK command")
     store = RecordStore(conf.cni_dir)
     with container_lock(conf.cni_dir, request.container_id):
         record = store.read(request.container_id)
@@ -25,6 +26,16 @@ def run_check(request: Request, conf: MultinetConf,
             raise CNIError(UNKNOWN_CONTAINER,
                            f"container {request.container_id} has no completed ADD to check")
         for state in record.attachments:
+            _require_check_support(state.attachment.name, state.attachment.network.cni_version)
             ctx = delegates.context(conf, state.attachment, record.container_id,
                                     request.netns, record.cni_args, request.path, base_env)
             delegates.check(ctx, state.attachment, state.result)
+
+
+def _require_check_support(name: str, version: str) -> None:
+    """CHECK came with spec 0.4.0: an older list is an error, as libcni's
+    CheckNetworkList answers (before it looks at disableCheck), never a silent pass."""
+    if not versions.at_least(version, "0.4.0"):
+        raise CNIError(INCOMPATIBLE_VERSION,
+                       f'network {name!r}: configuration version "{version}" does not '
+                       "support the CHECK command")

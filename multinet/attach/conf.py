@@ -72,7 +72,9 @@ class MultinetConf:
     cni_dir: str = DEFAULT_CNI_DIR
     conf_dir: str = DEFAULT_CONF_DIR
     bin_dir: str = ""
-    result_mode: str = "all"
+    # The ADD result: the cluster network's alone (NPWG 6; Multus), or "all" networks
+    # merged, an opt-in that CRI-O and containerd can misread (docs/conformance-choices.md).
+    result_mode: str = "primary"
     delegate_timeout: float = 60.0
     runtime_config: Mapping[str, Any] = field(default_factory=dict)
     multus_cache_dir: str = DEFAULT_MULTUS_CACHE_DIR
@@ -105,7 +107,7 @@ def load_conf(raw: Mapping[str, Any]) -> MultinetConf:
         cni_dir=raw.get("cniDir", DEFAULT_CNI_DIR),
         conf_dir=raw.get("confDir", DEFAULT_CONF_DIR),
         bin_dir=raw.get("binDir", ""),
-        result_mode=raw.get("result", "all"),
+        result_mode=raw.get("result", "primary"),
         delegate_timeout=float(raw.get("delegateTimeoutSeconds", 60.0)),
         runtime_config=raw.get("runtimeConfig", {}),
         multus_cache_dir=raw.get("multusCacheDir", DEFAULT_MULTUS_CACHE_DIR),

@@ -5,23 +5,46 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 from typing import Any
 
 from multinet.attach.plan import Attachment
-from multinet.cni.errors import CNIError
+from multinet.cni.errors import IO_FAILURE, CNIError
 from multinet.cni.request import CONTAINER_ID_RE
+from multinet.fileio import ensure_private_dir
 from multinet.k8s import devinfo
 
 log = logging.getLogger("multinet.deviceinfo")
 
 
 def prepare(attachment: Attachment, container_id: str) -> None:
-    """Copy the device plugin's file for the attachment's device into the CNI file."""
+    """Make sure the attachment's device-info file can be written (its `cni/`
+    directory exists, DI-4.2.1-a: the plugin may write it even with no device
+    plugin behind the network), then copy the device plugin's file into it."""
     extra = attachment.extra
+    if extra.get("deviceInfoFile"):
+        _ensure_cni_dir(attachment, os.path.dirname(extra["deviceInfoFile"]))
     if extra.get("resourceName") and extra.get("deviceID") and extra.get("deviceInfoFile"):
         devinfo.copy_dp_to_cni(extra["resourceName"], extra["deviceID"],
                                attachment.network.name, container_id, attachment.ifname,
                                base=extra["deviceInfoBase"])
+
+
+def _ensure_cni_dir(attachment: Attachment, directory: str) -> None:
+    """Create the directory 0700 when missing; refuse a symlink or a non-directory
+    in its place. An existing directory keeps its mode: device plugins share it."""
+    try:
+        info = os.lstat(directory)
+    except FileNotFoundError:
+        try:
+            ensure_private_dir(directory)
+        except OSError as exc:
+            raise CNIError(IO_FAILURE, f"network {attachment.name!r}: cannot create the "
+                           f"device-info directory {directory}: {exc.strerror}") from None
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        raise CNIError(IO_FAILURE, f"network {attachment.name!r}: the device-info directory "
+                       f"{directory} is not a directory (a symlink?); refusing to use it")
 
 
 def read(attachment: Attachment) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@ from typing import TypeVar
 from multinet.attach.conf import MultinetConf
 
 T = TypeVar("T")
-DEFAULT_WIDTH = 4
+# One after another unless the config opts in (NPWG 7.2/7.3; docs/conformance-choices.md).
+DEFAULT_WIDTH = 1
 
 
 class NotRun:
@@ -21,7 +22,7 @@ Outcome = Exception | NotRun | None
 
 
 def width(conf: MultinetConf) -> int:
-    """`parallelAttachments`: how many at once (1: one after another, as NPWG 7.3 reads)."""
+    """`parallelAttachments`: how many at once; 1, the default, is one after another."""
     return max(1, int(conf.get("parallelAttachments", DEFAULT_WIDTH)))
 
 

@@ -104,3 +104,27 @@ def merge(results: Sequence[Mapping[str, Any]], owners: Mapping[int, int | None]
     if results and results[dns_from].get("dns"):
         merged["dns"] = dict(results[dns_from]["dns"])
     return merged
+
+
+def chained(prev: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
+    """`result` appended to the prevResult of a chain (both canonical): prevResult's
+    interfaces, addresses and routes first, `result`'s indices shifted past them; the
+    DNS of `result` when it has any, else prevResult's."""
+    offset = len(prev.get("interfaces", []))
+    ips = [dict(ip) for ip in prev.get("ips", [])]
+    for ip in result.get("ips", []):
+        entry = dict(ip)
+        if "interface" in entry:
+            entry["interface"] += offset
+        ips.append(entry)
+    out: dict[str, Any] = {
+        "cniVersion": result.get("cniVersion", "1.1.0"),
+        "interfaces": [dict(i) for i in [*prev.get("interfaces", []),
+                                          *result.get("interfaces", [])]],
+        "ips": ips,
+        "routes": [dict(r) for r in [*prev.get("routes", []), *result.get("routes", [])]],
+    }
+    dns = result.get("dns") or prev.get("dns")
+    if dns:
+        out["dns"] = dict(dns)
+    return out

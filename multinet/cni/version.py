@@ -5,9 +5,11 @@ from __future__ import annotations
 from multinet.cni.errors import INCOMPATIBLE_VERSION, CNIError
 
 # What multinet accepts as its own config version and answers to VERSION.
-SUPPORTED_VERSIONS: tuple[str, ...] = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+# Every spec version, as libcni's version.All and Multus accept them (CNI-VER-1).
+SUPPORTED_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0",
+                                       "1.1.0")
 # Results of these versions are understood when a delegate returns them.
-READABLE_RESULT_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", *SUPPORTED_VERSIONS)
+READABLE_RESULT_VERSIONS: tuple[str, ...] = SUPPORTED_VERSIONS
 LATEST = "1.1.0"
 
 

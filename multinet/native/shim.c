@@ -33,7 +33,8 @@
 #define MAX_FRAME (16u << 20)
 
 /* Kept equal to multinet.cni.version.SUPPORTED_VERSIONS (a unit test checks). */
-static const char *const SUPPORTED[] = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
+static const char *const SUPPORTED[] = {"0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0",
+                                         "1.1.0"};
 
 static int supported(const char *version)
 {

@@ -22,7 +22,7 @@ def sandbox_view(result: dict) -> dict[str, list[str]]:
 
 def test_three_networks_add_then_del(cnode, pod):
     """Checklist: NPWG-4.2.1-b, CNI-DEL-3, CNI-GC-4, CNI-STATUS-3."""
-    conf = cnode.conf(cnode.three_networks())
+    conf = cnode.conf(cnode.three_networks(), result="all")  # every network in the answer
     result = cnode.cni("ADD", conf, "c3net", pod.path).ok()
 
     links = pod.links()
@@ -64,7 +64,7 @@ def test_conflist_delegate_runs_chain(cnode, pod):
             {"type": "tuning", "mac": "02:23:45:67:89:01"},
         ],
     }
-    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), chain])
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), chain], result="all")
     result = cnode.cni("ADD", conf, "cchain", pod.path).ok()
     assert pod.links()["net1"]["address"] == "02:23:45:67:89:01"
     net1 = [i for i in result["interfaces"] if i["name"] == "net1"]

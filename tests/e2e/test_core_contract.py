@@ -86,7 +86,7 @@ def test_a_delegate_past_its_timeout_is_killed_and_the_add_answers_11(cnode, pod
 
 def test_a_second_add_of_the_same_container_is_105_and_changes_nothing(cnode, pod):
     """Checklist: CNI-ADD-5."""
-    conf = cnode.conf(cnode.three_networks()[:2])
+    conf = cnode.conf(cnode.three_networks()[:2], result="all")
     first = cnode.cni("ADD", conf, "c105", pod.path).ok()
     links, leases = pod.links(), sorted(cnode.leased_ips())
     again = cnode.cni("ADD", conf, "c105", pod.path)

@@ -16,7 +16,7 @@ def test_sixteen_pods_in_parallel(cnode, make_pod):
     conf = cnode.conf([
         configs.bridge_net("cluster", cnode.ipam_dir),
         configs.macvlan_net("macnet", cnode.macvlan_master, cnode.ipam_dir),
-    ])
+    ], result="all")
     pods = [make_pod() for _ in range(PODS)]
     ids = [f"cpar{i:02d}" for i in range(PODS)]
     pairs = list(zip(ids, pods, strict=True))
@@ -61,7 +61,8 @@ def _overlaps(calls: list[dict]) -> bool:
 def test_secondaries_run_in_parallel_with_a_stable_order(cnode, pod, workdir):
     record = os.path.join(workdir, "calls")
     secondaries = [_slow(f"sec{i}", record) for i in range(1, 4)]
-    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries])
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries],
+                      parallelAttachments=4, result="all")  # both opt-ins
     result = cnode.cni("ADD", conf, "cpar", pod.path).ok()
     assert _overlaps(_adds(record)), "secondaries ran one after another"
     names = [i["name"] for i in result["interfaces"] if i.get("sandbox")]
@@ -69,10 +70,9 @@ def test_secondaries_run_in_parallel_with_a_stable_order(cnode, pod, workdir):
     cnode.cni("DEL", conf, "cpar", pod.path).ok()
 
     os.unlink(record)
-    sequential = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries],
-                            parallelAttachments=1)
+    sequential = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries])
     cnode.cni("ADD", sequential, "cseq", pod.path).ok()
-    assert not _overlaps(_adds(record)), "parallelAttachments=1 must serialise"
+    assert not _overlaps(_adds(record)), "the default must serialise"
     cnode.cni("DEL", sequential, "cseq", pod.path).ok()
 
 
@@ -86,7 +86,8 @@ def test_parallel_failure_rolls_back_every_started_attachment(cnode, pod, workdi
         configs.macvlan_net("mac3", cnode.macvlan_master, cnode.ipam_dir,
                             subnets=("198.18.13.0/24",)),
     ]
-    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries])
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries],
+                      parallelAttachments=4)
     run = cnode.cni("ADD", conf, "cpfail", pod.path)
     assert run.returncode != 0 and "'broken'" in run.json["msg"]
     with open(record) as handle:
@@ -101,7 +102,7 @@ def test_del_undoes_secondaries_in_parallel_and_the_cluster_network_last(cnode, 
     record = os.path.join(workdir, "calls")
     cluster = {**_slow("cluster", record), "sleep": 0}
     secondaries = [_slow(f"sec{i}", record, sleepOn=["DEL"]) for i in range(1, 4)]
-    conf = cnode.conf([cluster, *secondaries])
+    conf = cnode.conf([cluster, *secondaries], parallelAttachments=4)
     cnode.cni("ADD", conf, "cpdel", pod.path).ok()
     assert cnode.cni("DEL", conf, "cpdel", pod.path).returncode == 0
     with open(record) as handle:

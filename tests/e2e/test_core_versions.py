@@ -20,7 +20,7 @@ def test_result_is_in_our_version_whatever_the_delegates_speak(cnode, pod, ours,
         configs.bridge_net("cluster", cnode.ipam_dir, version=theirs),
         configs.macvlan_net("macnet", cnode.macvlan_master, cnode.ipam_dir, version=theirs),
     ]
-    conf = cnode.conf(delegates, version=ours)
+    conf = cnode.conf(delegates, version=ours, result="all")
     result = cnode.cni("ADD", conf, "cver", pod.path).ok()
     assert result["cniVersion"] == ours
     has_version_key = [("version" in ip) for ip in result["ips"]]
@@ -44,7 +44,7 @@ def test_legacy_delegate_results_are_converted(cnode, pod, legacy, workdir):
     """Checklist: CNI-ADD-4."""
     recorded = {"cniVersion": "1.0.0", "name": "legacy", "type": "recorder",
                 "result": legacy, "recordFile": os.path.join(workdir, "calls")}
-    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), recorded])
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), recorded], result="all")
     result = cnode.cni("ADD", conf, "clegacy", pod.path).ok()
     assert "198.18.7.5/24" in [ip["address"] for ip in result["ips"]]
     legacy_ips = [ip for ip in result["ips"] if ip["address"] == "198.18.7.5/24"]

@@ -66,7 +66,7 @@ def engine_log(cnode) -> str:
 
 def test_every_verb_through_the_daemon(cnode, pod, daemon):
     daemon.start()
-    conf = two_networks(cnode)
+    conf = two_networks(cnode, result="all")
     result = daemon.shim("ADD", conf, "cd1", pod.path).ok()
 
     links = pod.links()

@@ -147,7 +147,7 @@ def test_a_failing_cluster_network_rolls_back_only_itself(engine, monkeypatch):
 def test_add_success_leaves_an_added_record_with_each_result(engine, monkeypatch):
     """Checklist: CNI-ADD-2."""
     names = ["cluster", "a"]
-    conf, request, store = engine(names)
+    conf, request, store = engine(names, result="all")
     FakeDelegates(monkeypatch)
     outcome = add_mod.run_add(request, conf, plan_of(*names))
     record = store.read("c1")

@@ -26,7 +26,8 @@ def test_version_lists_supported_versions():
     code, out = answer({"CNI_COMMAND": "VERSION"}, {"cniVersion": "1.0.0"})
     assert code == 0
     assert out == {"cniVersion": "1.0.0",
-                   "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]}
+                   "supportedVersions": ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0",
+                                         "1.0.0", "1.1.0"]}  # CNI-VER-1
 
 
 @pytest.mark.parametrize("missing", ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"])

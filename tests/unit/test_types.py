@@ -41,11 +41,8 @@ GOLDEN_110: dict[str, Any] = {
     "dns": DNS,
 }
 
-GOLDEN_100 = {
-    **GOLDEN_110,
-    "cniVersion": "1.0.0",
-    "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],
-}
+# Route fields of 1.1.0 are written in every version, as libcni does (CNI-RES-4).
+GOLDEN_100 = {**GOLDEN_110, "cniVersion": "1.0.0"}
 
 GOLDEN_040 = {
     "cniVersion": "0.4.0",
@@ -57,7 +54,7 @@ GOLDEN_040 = {
     "ips": [
         {"version": "4", "address": "198.18.16.5/24", "gateway": "198.18.16.1", "interface": 2},
     ],
-    "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],
+    "routes": GOLDEN_110["routes"],
     "dns": DNS,
 }
 
@@ -66,7 +63,7 @@ GOLDEN_020 = {
     "ip4": {
         "ip": "198.18.16.5/24",
         "gateway": "198.18.16.1",
-        "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}],  # libcni: dst and gw only
     },
     "dns": DNS,
 }
@@ -100,7 +97,7 @@ def test_golden_110_reads_unchanged_and_writes_back_identically() -> None:
     assert convert(canonical, "1.1.0") == GOLDEN_110
 
 
-def test_golden_110_to_100_keeps_interface_mtu_but_drops_route_extras() -> None:
+def test_golden_110_to_100_keeps_interface_mtu_and_route_extras() -> None:
     assert convert(upgrade(GOLDEN_110, "1.1.0"), "1.0.0") == GOLDEN_100
 
 
@@ -280,15 +277,16 @@ def test_output_shares_nothing_with_the_input() -> None:
 # --- route extras ---------------------------------------------------------------
 
 
-def test_route_extras_survive_only_between_110_results() -> None:
+def test_route_extras_survive_every_conversion() -> None:
+    """CNI-RES-4: as libcni, whose one Route type is written alike down to 0.3.0."""
     route = {"dst": "198.18.0.0/15", "gw": "198.18.0.1", "mtu": 1400, "advmss": 1360,
              "priority": 5, "table": 100, "scope": 253}
     raw = {"cniVersion": "1.1.0", "ips": [{"address": "198.18.0.2/15"}], "routes": [route]}
     assert convert_any(raw, "1.1.0", "1.1.0")["routes"] == [route]
-    plain = [{"dst": "198.18.0.0/15", "gw": "198.18.0.1"}]
     for version in ("1.0.0", "0.4.0", "0.3.0"):
-        assert convert_any(raw, version, "1.1.0")["routes"] == plain
-    assert convert_any(raw, "0.2.0", "1.1.0")["ip4"]["routes"] == plain
+        assert convert_any(raw, version, "1.1.0")["routes"] == [route]
+    plain = [{"dst": "198.18.0.0/15", "gw": "198.18.0.1"}]
+    assert convert_any(raw, "0.2.0", "1.1.0")["ip4"]["routes"] == plain, "as libcni's 0.2.0"
 
 
 def test_route_extras_read_from_an_older_result_are_kept_for_110() -> None:
@@ -463,8 +461,9 @@ def test_conversion_matrix(src: str, dst: str) -> None:
     # An interface index survives unless the result went through 0.x-before-0.3.
     assert ip.get("interface") == (None if src in v020.VERSIONS else 2)
     assert len(out.get("interfaces", [])) == (0 if src in v020.VERSIONS else 3)
-    extras = src == dst == "1.1.0"
-    assert out["routes"] == (GOLDEN_110["routes"] if extras else GOLDEN_040["routes"])
+    # Through 0.1.0/0.2.0 a route keeps only dst and gw (libcni's 0.4.0 -> 0.2.0 step).
+    plain = [{"dst": "0.0.0.0/0", "gw": "198.18.16.1"}]
+    assert out["routes"] == (plain if src in v020.VERSIONS else GOLDEN_110["routes"])
 
 
 # --- properties ------------------------------------------------------------------------------

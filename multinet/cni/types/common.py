@@ -7,7 +7,7 @@ Every reader here takes the raw JSON value plus a *path* (such as
 Routes and DNS have one shape in all result versions, and interfaces and
 ``ips`` one shape from 0.3.0 on (`read_result`), so they live here.
 A route read from any version keeps its 1.1.0 extras (mtu, advmss, priority,
-table, scope); whether they are written out is the writer's decision.
+table, scope); writers keep them down to 0.3.0, as libcni does.
 """
 
 from __future__ import annotations
@@ -152,8 +152,11 @@ def parse_routes(value: Any, path: str) -> list[dict[str, Any]]:
     return [parse_route(item, child(path, i)) for i, item in enumerate(as_list(value, path))]
 
 
-def write_route(route: Mapping[str, Any], with_extras: bool) -> dict[str, Any]:
-    """A route for output; the 1.1.0 extras only when `with_extras`."""
+def write_route(route: Mapping[str, Any], with_extras: bool = True) -> dict[str, Any]:
+    """A route for output. libcni has one Route type for every result version and
+    writes the 1.1.0 fields whenever they are set, so they stay by default; only its
+    conversion down to 0.1.0/0.2.0 rebuilds routes from dst and gw (`with_extras`
+    False)."""
     out: dict[str, Any] = {"dst": route["dst"]}
     put_if(out, "gw", route.get("gw"))
     if with_extras:

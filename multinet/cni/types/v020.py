@@ -17,7 +17,8 @@ each route goes under the block of its destination's family (and is dropped
 when that family has no address), interfaces are dropped, and a result with
 no address at all cannot be written: that raises ``CNIError`` with code
 INCOMPATIBLE_VERSION, because the data does not fit the requested version.
-Routes are written with ``dst`` and ``gw`` only.
+Routes are written with ``dst`` and ``gw`` only, as libcni's conversion to 0.2.0
+rebuilds them (pkg/types/040 convertTo02x).
 """
 
 from __future__ import annotations

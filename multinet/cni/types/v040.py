@@ -12,7 +12,7 @@ Reading: ``ips[].version`` may be missing (it is derived from the address);
 when present it must be "4" or "6" and match the address. Interface fields
 that only exist in 1.x (mtu, socketPath, pciID) are ignored. Writing: every
 ``ips`` entry gets its ``version``; interfaces carry name, mac and sandbox;
-routes carry dst and gw.
+routes keep every field they have, the 1.1.0 ones included (as libcni).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def from_canonical(canonical: Mapping[str, Any], version: str) -> dict[str, Any]
     interfaces = [common.write_interface(i, INTERFACE_FIELDS) for i in canonical["interfaces"]]
     common.put_if(out, "interfaces", interfaces)
     common.put_if(out, "ips", [common.write_ip(ip, with_version=True) for ip in canonical["ips"]])
-    routes = [common.write_route(r, with_extras=False) for r in canonical["routes"]]
+    routes = [common.write_route(r) for r in canonical["routes"]]
     common.put_if(out, "routes", routes)
     common.put_if(out, "dns", common.copy_dns(canonical.get("dns")))
     return out

@@ -12,10 +12,11 @@ Shape::
 
 There is no ``ips[].version`` (a stray one is ignored). Interfaces keep mtu,
 socketPath and pciID in both versions. The route fields mtu, advmss,
-priority, table and scope were added in 1.1.0: they are written only for a
-1.1.0 result and dropped for 1.0.0 (and, in the other families, for every
-older version). mtu, advmss and priority of 0 mean "unset" and are left out;
-table and scope keep an explicit 0.
+priority, table and scope were added in 1.1.0; a route that has them keeps
+them in 1.0.0 and 0.3.x/0.4.0 results too, as libcni's one Route type writes them
+(CNI-RES-4); only 0.1.0/0.2.0 results drop them (see v020).
+mtu, advmss and priority of 0 mean "unset" and are left out; table and scope
+keep an explicit 0.
 """
 
 from __future__ import annotations
@@ -39,12 +40,11 @@ def to_canonical(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def from_canonical(canonical: Mapping[str, Any], version: str) -> dict[str, Any]:
-    route_extras = version == CANONICAL_VERSION
     out: dict[str, Any] = {"cniVersion": version}
     interfaces = [common.write_interface(i, _INTERFACE_OUT) for i in canonical["interfaces"]]
     common.put_if(out, "interfaces", interfaces)
     common.put_if(out, "ips", [common.write_ip(ip, with_version=False) for ip in canonical["ips"]])
-    routes = [common.write_route(r, with_extras=route_extras) for r in canonical["routes"]]
+    routes = [common.write_route(r) for r in canonical["routes"]]
     common.put_if(out, "routes", routes)
     common.put_if(out, "dns", common.copy_dns(canonical.get("dns")))
     return out
