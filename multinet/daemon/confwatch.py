@@ -115,7 +115,7 @@ class ConfigKeeper:
     def run_pass(self) -> None:
         directory = self.settings.autoconfig_dir
         try:
-            check_conf_dir(self.settings.cni_config_dir)
+            check_conf_dir(self.settings.cni_config_dir, create=True)
             if self.readiness_file and not os.path.exists(self.readiness_file):
                 self._no_primary(f"readiness indicator file {self.readiness_file} does not "
                                  "exist")

@@ -362,3 +362,26 @@ def test_node_events_name_the_node():
     assert body["involvedObject"]["name"] == "node-a"
     assert "namespace" not in body["involvedObject"]
     assert body["metadata"]["namespace"] == "default" and body["type"] == "Warning"
+
+
+def test_an_unsafe_conf_dir_stops_the_start(confdir):
+    os.chmod(confdir, 0o775)
+    keeper = keeper_for(confdir)
+    with pytest.raises(autoconf.UnsafeConfDir, match="writable by group or others"):
+        keeper.start()
+    assert generated(confdir) is None
+
+
+def test_a_missing_conf_dir_is_made_0755(tmp_path):
+    directory = str(tmp_path / "etc" / "cni" / "net.d")
+    keeper = keeper_for(directory)
+    keeper.start()
+    keeper.stop()
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o755
+
+
+def test_temp_files_of_an_interrupted_write_are_removed_at_start(confdir):
+    put(confdir, f".{autoconf.GENERATED_NAME}.0a1b2c3d.tmp", "{")
+    put(confdir, ".10-flannel.conflist.new", "{")
+    keeper_for(confdir).start()
+    assert sorted(os.listdir(confdir)) == [".10-flannel.conflist.new"]
