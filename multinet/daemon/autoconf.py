@@ -205,6 +205,17 @@ def write_config(path: str, data: bytes) -> None:
     fsync_dir(directory)
 
 
+def install_user_config(source: str, directory: str) -> str | None:
+    """Copy the operator's config into the conf dir under its own name, atomically, as
+    Multus does for a multusConfigFile that is not "auto"; None when it is there already."""
+    target = os.path.join(directory, os.path.basename(source))
+    if os.path.dirname(source) == os.path.normpath(directory):
+        return None
+    check_conf_dir(directory, create=True)
+    write_config(target, read_nofollow(source))
+    return target
+
+
 def remove_temp_files(directory: str) -> list[str]:
     """Temp files a killed write of ours left behind."""
     prefix = f".{GENERATED_NAME}."

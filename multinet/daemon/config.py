@@ -81,6 +81,9 @@ class DaemonConfig:
     overlay: Mapping[str, Any] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
     autoconf: AutoconfSettings | None = None  # None: the CNI config is written by hand
+    # multusConfigFile naming a file: copied into cniConfigDir at start, as Multus does.
+    user_config_file: str = ""
+    cni_config_dir: str = DEFAULT_CNI_CONFIG_DIR
 
 
 def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -117,7 +120,7 @@ def _absolute_dir(raw: Mapping[str, Any], key: str, default: str) -> str:
 
 def _autoconf(raw: Mapping[str, Any]) -> AutoconfSettings | None:
     """Multus' multusConfigFile: "auto" generates the CNI config around the primary;
-    any other value names a config the operator wrote, left alone."""
+    a path names a config the operator wrote (see _user_config_file)."""
     mode = _typed(raw, "multusConfigFile", str, "")
     cni_config_dir = _absolute_dir(raw, "cniConfigDir", DEFAULT_CNI_CONFIG_DIR)
     autoconfig_dir = _absolute_dir(raw, "multusAutoconfigDir", cni_config_dir)
@@ -137,6 +140,16 @@ def _autoconf(raw: Mapping[str, Any]) -> AutoconfSettings | None:
         raise ConfigError("clusterNetwork: cannot be set with multusConfigFile \"auto\": "
                           f"the cluster network is the primary CNI config in {autoconfig_dir}")
     return AutoconfSettings(cni_config_dir, autoconfig_dir, master, cleanup, poll)
+
+
+def _user_config_file(raw: Mapping[str, Any]) -> str:
+    value = _typed(raw, "multusConfigFile", str, "")
+    if not value or value.strip().lower() == AUTO:
+        return ""
+    if not os.path.isabs(value) or not value.endswith(CNI_CONFIG_EXTENSIONS):
+        raise ConfigError(f"multusConfigFile: \"auto\" or the absolute path of a CNI config "
+                          f"ending in {', '.join(CNI_CONFIG_EXTENSIONS)}, got {value!r}")
+    return os.path.normpath(value)
 
 
 def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> DaemonConfig:
@@ -186,6 +199,8 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         overlay=overlay,
         ignored=tuple(sorted(k for k in raw if k in MULTUS_ONLY_KEYS)),
         autoconf=_autoconf(raw),
+        user_config_file=_user_config_file(raw),
+        cni_config_dir=_absolute_dir(raw, "cniConfigDir", DEFAULT_CNI_CONFIG_DIR),
     )
 
 

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from multinet.attach import routes
+from multinet.daemon.autoconf import install_user_config
 from multinet.daemon.config import ConfigError, DaemonConfig, load_config
 from multinet.daemon.confwatch import ConfigKeeper
 from multinet.daemon.dispatch import Dispatcher
@@ -114,6 +115,12 @@ class Daemon:
         if sizes is not None:
             self.metrics.watch_caches(sizes)
         raise_fd_limit()  # idle connections must not starve the ones that matter
+        if self.config.user_config_file:
+            copied = install_user_config(self.config.user_config_file,
+                                         self.config.cni_config_dir)
+            if copied:
+                log.info("copied %s to %s (multusConfigFile)", self.config.user_config_file,
+                         copied)
         if self.keeper is not None:
             # Its first pass names the socket in the generated config; the runtime may
             # call as soon as the file exists, and the shim waits for the socket.

@@ -367,3 +367,19 @@ def test_the_generated_config_serves_an_add_with_a_nad_secondary(cnode, workdir,
         cnode.assert_clean(pod)
     finally:
         daemon.stop()
+
+
+def test_a_config_file_named_by_path_is_copied_in(cnode, workdir, conf):
+    source = os.path.join(workdir, "mine.conflist")
+    with open(source, "w") as handle:
+        json.dump({"cniVersion": "1.0.0", "name": "mine", "plugins": [{"type": "multinet"}]},
+                  handle)
+    daemon = Daemon(cnode.ns, os.path.join(workdir, "daemon"), multusConfigFile=source,
+                    cniConfigDir=conf.dir).start()
+    try:
+        with open(conf.path("mine.conflist")) as handle:
+            assert json.load(handle)["name"] == "mine"
+        assert stat.S_IMODE(os.stat(conf.path("mine.conflist")).st_mode) == 0o644
+        assert conf.read() is None, "nothing generated"
+    finally:
+        daemon.stop()

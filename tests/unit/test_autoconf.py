@@ -74,12 +74,20 @@ def test_auto_mode_keys_are_real_and_not_overlaid():
     assert config.ignored == ("chrootDir",), "the other Multus keys stay ignored"
 
 
-def test_a_path_in_multus_config_file_means_a_hand_written_config():
-    assert parse_config({"multusConfigFile": "/etc/cni/net.d/00-mine.conf"}).autoconf is None
+def test_a_path_in_multus_config_file_means_a_hand_written_config(confdir, tmp_path_factory):
+    config = parse_config({"multusConfigFile": "/etc/multinet/00-mine.conf",
+                           "cniConfigDir": confdir})
+    assert config.autoconf is None and config.user_config_file == "/etc/multinet/00-mine.conf"
+    source = put(str(tmp_path_factory.mktemp("src")), "00-mine.conf", bridge_conflist())
+    assert autoconf.install_user_config(source, confdir) == os.path.join(confdir, "00-mine.conf")
+    with open(os.path.join(confdir, "00-mine.conf")) as handle:
+        assert json.load(handle) == bridge_conflist()
+    assert autoconf.install_user_config(os.path.join(confdir, "00-mine.conf"), confdir) is None
 
 
 @pytest.mark.parametrize("raw, message", [
     ({"multusConfigFile": 1}, "multusConfigFile: expected str"),
+    ({"multusConfigFile": "00-mine.conf"}, "multusConfigFile: \"auto\" or the absolute path"),
     ({"cniConfigDir": "etc/cni"}, "cniConfigDir: must be an absolute directory path"),
     ({"multusAutoconfigDir": ""}, "multusAutoconfigDir: must be an absolute"),
     ({"multusMasterCNI": "../10-x.conflist"}, "multusMasterCNI: must be a file name"),
