@@ -123,7 +123,7 @@ class ConfigKeeper:
             primary = find_primary(directory, self.settings.master_cni) \
                 if check_conf_dir(directory) else None
         except UnsafeConfDir as err:
-            self._unusable(str(err))
+            self._unusable(str(err), "CNIConfDirUnsafe")
             return
         except PrimaryError as err:
             self._unusable(str(err))
@@ -163,7 +163,7 @@ class ConfigKeeper:
         if self._current() is not None:
             self._remove(why)
 
-    def _unusable(self, problem: str) -> None:
+    def _unusable(self, problem: str, reason: str = "PrimaryCNIConfigInvalid") -> None:
         """Keep the last good file (or none), and tell once per new problem."""
         kept = self.written is not None
         if kept and self._current() != self.written:
@@ -176,7 +176,7 @@ class ConfigKeeper:
         message = (f"{problem}; {self.path} keeps its last good content" if kept
                    else f"{problem}; {self.path} not written")
         log.error(message)
-        self._event("PrimaryCNIConfigInvalid", message)
+        self._event(reason, message)
 
     # -- files and events ----------------------------------------------------------------------
 
