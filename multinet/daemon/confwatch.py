@@ -123,7 +123,7 @@ class ConfigKeeper:
             primary = find_primary(directory, self.settings.master_cni) \
                 if check_conf_dir(directory) else None
         except UnsafeConfDir as err:
-            self._unusable(str(err), "CNIConfDirUnsafe")
+            self._unusable(str(err), "CNIConfDirUnsafe", restore=False)
             return
         except PrimaryError as err:
             self._unusable(str(err))
@@ -160,13 +160,16 @@ class ConfigKeeper:
 
     def _no_primary(self, why: str) -> None:
         self.state = State(False, why)
+        self._problem = ""  # a primary that comes back broken is told again
         if self._current() is not None:
             self._remove(why)
 
-    def _unusable(self, problem: str, reason: str = "PrimaryCNIConfigInvalid") -> None:
-        """Keep the last good file (or none), and tell once per new problem."""
+    def _unusable(self, problem: str, reason: str = "PrimaryCNIConfigInvalid",
+                  restore: bool = True) -> None:
+        """Keep the last good file (or none), and tell once per new problem; never
+        write into a directory found unsafe."""
         kept = self.written is not None
-        if kept and self._current() != self.written:
+        if restore and kept and self._current() != self.written:
             self._restore(self._current(), self.written)
         self.state = State(kept, f"{problem}; keeping the last good config" if kept else problem)
         if problem == self._problem:

@@ -393,3 +393,18 @@ def test_temp_files_of_an_interrupted_write_are_removed_at_start(confdir):
     put(confdir, ".10-flannel.conflist.new", "{")
     keeper_for(confdir).start()
     assert sorted(os.listdir(confdir)) == [".10-flannel.conflist.new"]
+
+
+def test_a_conf_dir_made_unsafe_later_is_never_written_to(confdir):
+    keeper = keeper_for(confdir)
+    put(confdir, "10-flannel.conflist", bridge_conflist())
+    keeper.run_pass()
+    good = generated(confdir)
+    os.chmod(confdir, 0o777)
+    os.unlink(os.path.join(confdir, autoconf.GENERATED_NAME))
+    keeper.run_pass()
+    assert generated(confdir) is None, "nothing written into a world-writable dir"
+    assert [e[0] for e in keeper.events.events] == ["CNIConfDirUnsafe"]
+    os.chmod(confdir, 0o755)
+    keeper.run_pass()
+    assert generated(confdir) == good
