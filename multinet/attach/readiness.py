@@ -44,6 +44,7 @@ def wait_until_ready(conf: MultinetConf, status: bool = False,
         if status or time.monotonic() >= deadline:
             raise CNIError(STATUS_UNAVAILABLE if status else TRY_AGAIN_LATER,
                            f"cluster network not ready: {missing}",
-                           "" if status else f"waited {timeout:g}s (readinessTimeoutSeconds)")
+                           missing if status else
+                           f"{missing}; waited {timeout:g}s (readinessTimeoutSeconds)")
         time.sleep(POLL)
         missing = _missing(conf)

@@ -148,10 +148,11 @@ def looks_generated(data: bytes) -> bool:
         raw = json.loads(data)
     except (ValueError, RecursionError):
         return False
-    plugins = raw.get("plugins") if isinstance(raw, dict) else None
-    return (raw.get("name") == NETWORK_NAME if isinstance(raw, dict) else False) and \
-        isinstance(plugins, list) and len(plugins) == 1 and isinstance(plugins[0], dict) and \
-        plugins[0].get("type") == PLUGIN_TYPE and "clusterNetwork" in plugins[0]
+    if not isinstance(raw, dict) or raw.get("name") != NETWORK_NAME:
+        return False
+    plugins = raw.get("plugins")
+    return (isinstance(plugins, list) and len(plugins) == 1 and isinstance(plugins[0], dict)
+            and plugins[0].get("type") == PLUGIN_TYPE and "clusterNetwork" in plugins[0])
 
 
 # -- the conf dir ------------------------------------------------------------------------
