@@ -314,6 +314,8 @@ def demo(archive: str, mode: str) -> None:
         conf_path = os.path.join(node.host("/etc/cni/net.d"), conf_name)
         wait_for(lambda: os.path.exists(conf_path), 30, f"{conf_name} in the node's CNI dir")
         say(f"node CNI dir: {sorted(os.listdir(node.host('/etc/cni/net.d')))}")
+        with open(conf_path) as handle:
+            say(f"{conf_name}: {json.dumps(json.load(handle), separators=(',', ':'))}")
 
         started = time.monotonic()
         uid = api_pod["metadata"]["uid"] if api_pod else ""

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import sys
-import time
 
 import grpc
 import pytest
@@ -23,6 +22,7 @@ from support.containerd import Containerd, Pod, mounts_under
 from support.daemon import Daemon
 from support.k8s import NODE, nad_obj, pod_obj
 from support.plugin import REPO
+from support.waiting import wait_for
 
 from multinet.daemon.install import install_shim
 from multinet.testing import configs
@@ -31,16 +31,6 @@ from multinet.testing.netns import run
 PLUGINS = ("bridge", "host-local", "loopback", "macvlan", "portmap")
 CLUSTER = ("198.18.0.0/24",)
 SECONDARY = ("198.18.1.0/24",)
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = predicate()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def addresses(netns: str) -> dict[str, list[str]]:

@@ -18,22 +18,13 @@ import pytest
 from support.daemon import Daemon, metric
 from support.k8s import NODE, cni_args, nad_obj, pod_obj
 from support.plugin import REPO
+from support.waiting import wait_for
 
 from multinet.testing import configs
 from multinet.testing.procs import can_connect
 
 GENERATED = "00-multinet.conflist"
 POLL = 0.2  # autoconfigPollSeconds for these tests: each wait is a few passes
-
-
-def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = predicate()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def primary_conflist(cnode, name: str = "cluster", version: str = "1.0.0",
