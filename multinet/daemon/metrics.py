@@ -75,6 +75,22 @@ class Metrics:
         self.temp_files_removed = Counter(
             "multinet_stale_temp_files_removed",
             "Temp files of interrupted record writes removed", registry=self.registry)
+        self.autoconf_writes = Counter(
+            "multinet_autoconf_writes",
+            "Writes of the generated CNI config, by reason (generated, primary changed, "
+            "restored)", ["reason"], registry=self.registry)
+        self.autoconf_restored = Counter(
+            "multinet_autoconf_restored",
+            "Times the generated CNI config was put back after another component renamed, "
+            "removed or rewrote it", registry=self.registry)
+        self.autoconf_removed = Counter(
+            "multinet_autoconf_removed",
+            "Times the generated CNI config was removed (no primary, not ready, exit)",
+            registry=self.registry)
+        self.autoconf_primary_errors = Counter(
+            "multinet_autoconf_primary_errors",
+            "Times the primary CNI config was found unusable (the last good generated "
+            "config was kept)", registry=self.registry)
         ProcessCollector(registry=self.registry)
         self._timings: DelegateTimings | None = None
         self._teardown: TeardownCounts | None = None
