@@ -95,23 +95,32 @@ def _set_up_policy_routing(request: Request, conf: MultinetConf, store: RecordSt
                            record: Record, merged: dict[str, Any],
                            applied: list[dict[str, Any]]) -> None:
     """Give each attachment that asks its own table and source rules, once its routes
-    are settled. Each plan is recorded before it is made; the table's routes join the
-    attachment's result (and the merged one) with their `table`."""
-    node_default = conf.get(policyroute.CONF_KEY, False) is True
+    are settled; the table's routes join the merged result too."""
     for state, result in zip(record.attachments, applied, strict=True):
-        if not policyroute.wanted(state.attachment, node_default):
-            continue
-
-        def remember(made: dict[str, Any], state: AttachmentState = state) -> None:
-            state.policy_routing = made
-            store.write(record)
-
-        made = policyroute.setup(request.netns, state.attachment.name, result,
-                                 state.attachment.ifname, remember)
-        extra = policyroute.result_routes(made)
+        extra = set_up_policy_routing(request.netns, conf, store, record, state, result)
         if extra:
-            result["routes"] = [*result.get("routes", []), *extra]
             merged["routes"] = [*merged.get("routes", []), *extra]
+
+
+def set_up_policy_routing(netns: str, conf: MultinetConf, store: RecordStore, record: Record,
+                          state: AttachmentState, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Policy routing for one attachment of `record` whose `result` (canonical, as
+    applied) is settled, when it asks for it. The plan is written to the record
+    before anything is made; the table's routes are added to `result` with their
+    `table`, and returned. Undone by policyroute.release (DEL, rollback, unplug)."""
+    if not policyroute.wanted(state.attachment, conf.get(policyroute.CONF_KEY, False) is True):
+        return []
+
+    def remember(made: dict[str, Any]) -> None:
+        state.policy_routing = made
+        store.write(record)
+
+    made = policyroute.setup(netns, state.attachment.name, result, state.attachment.ifname,
+                             remember)
+    extra = policyroute.result_routes(made)
+    if extra:
+        result["routes"] = [*result.get("routes", []), *extra]
+    return extra
 
 
 def _settle_routes(request: Request, plan: Sequence[Attachment],

@@ -295,3 +295,22 @@ def test_a_non_boolean_annotation_value_is_refused(cluster, api, pod):
     assert error["code"] == 7
     assert "io.multinet.policyRouting" in error["msg"] and "true or false" in error["msg"]
     cluster.assert_clean(pod)
+
+
+def test_a_non_boolean_nad_value_is_refused_with_nothing_left(cluster, api, pod):
+    macnet = configs.macvlan_net("odd", cluster.macvlan_master, cluster.ipam_dir)
+    api.create(nad_obj("ns1", "odd", {**macnet, "multinetPolicyRouting": "yes"}))
+    _p, _conf, run_ = add_pod(cluster, api, pod, {"k8s.v1.cni.cncf.io/networks": "odd"})
+    assert run_.returncode != 0
+    error = run_.json
+    assert error["code"] == 7
+    assert "ns1/odd" in error["msg"] and "multinetPolicyRouting" in error["msg"]
+    cluster.assert_clean(pod)
+
+
+def test_a_non_boolean_inline_value_is_refused_with_nothing_left(cnode, pod):
+    conf = cnode.conf(networks(cnode, multinetPolicyRouting="yes"))
+    run_ = cnode.cni("ADD", conf, "c1", pod.path)
+    assert run_.returncode != 0
+    assert run_.json["code"] == 7 and "multinetPolicyRouting" in run_.json["msg"]
+    cnode.assert_clean(pod)
