@@ -133,7 +133,7 @@ def test_the_named_master_wins_and_its_absence_is_no_primary(confdir):
     ('{"cniVersion": "1.0.0", "name": "cluster", "plugins": [', "primary CNI config"),
     ("[1, 2]", "not a JSON object"),
     ('{"cniVersion": "1.0.0", "name": "cluster", "plugins": []}', "non-empty list"),
-    ('{"cniVersion": "0.2.0", "name": "c", "type": "bridge"}', "cniVersion '0.2.0'"),
+    ('{"cniVersion": "0.9.0", "name": "c", "type": "bridge"}', "cniVersion '0.9.0'"),
 ])
 def test_a_broken_first_config_is_reported_not_skipped(confdir, content, why):
     put(confdir, "10-broken.conflist", content)
