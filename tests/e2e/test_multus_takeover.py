@@ -183,6 +183,8 @@ def test_a_failing_delegate_keeps_the_cache_and_the_retry_finishes(multus_pod):
     assert failed.returncode == 1
     error = failed.json
     assert error["code"] == 100 and "macnet" in error["msg"] and multus_pod.cache in error["msg"]
+    # The plugin's own error JSON is kept in details.
+    assert json.loads(error["details"])["msg"] == "recorder told to fail DEL"
     assert "Traceback" not in failed.stdout + failed.stderr
     assert os.path.exists(multus_pod.cache), "kept for the runtime's retry"
     # Every other network was still deleted (NPWG 7.2: carry on past a failure).

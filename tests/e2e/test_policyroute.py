@@ -150,6 +150,11 @@ def test_table_rules_record_and_del(cnode, pod):
         default = next(r for r in routes if r["dst"] == "default")
         assert (default["gateway"], default["dev"]) == (GATEWAYS[family], "net1")
         assert all(r["dev"] == "net1" for r in routes)
+        connected = next(r for r in routes if r["dst"] != "default")
+        if family == 4:  # as the kernel's own connected route: link scope, net1's source
+            assert connected.get("scope") == "link" and connected.get("prefsrc"), connected
+        else:
+            assert connected.get("scope", "global") == "global", connected
     # The cluster network does not get one from the node-wide default.
     assert len(rules(pod, 4)) == len(DEFAULT_RULES[4]) + 1
     # The record names exactly what was made.

@@ -132,6 +132,9 @@ def with_field(key: str, value: object) -> bytes:
     (with_field("Bytes", None), "[1].Bytes: missing"),
     (with_field("Bytes", 5), "[1].Bytes: a base64 string"),
     (with_field("Bytes", "not base64!"), "[1].Bytes: not base64"),
+    # Go's decoder refuses characters outside the alphabet; so do we, never skipping them.
+    (with_field("Bytes", "!" + b64('{"cniVersion":"1.0.0","name":"x","type":"bridge"}')),
+     "[1].Bytes: not base64"),
     (with_field("Bytes", b64("{\"name\": ")), "[1].Bytes is not valid JSON"),
     (with_field("Bytes", b64("[1, 2]")), "[1].Bytes: a JSON object"),
     (with_field("Bytes", b64('{"cniVersion":"1.0.0","name":"x","plugins":[]}')),

@@ -174,6 +174,9 @@ def test_a_record_without_the_field_reads_and_writes_as_before(tmp_path):
                                                   "priority": 1, "table": 1}], "routes": []},
     {"ifname": "net1", "table": 10003, "rules": [], "routes": [
         {"family": 4, "dst": "not-a-net", "table": 10003}]},
+    {"ifname": "net1", "table": 10003, "rules": [], "routes": [42]},
+    {"ifname": "net1", "table": 10003, "rules": [], "routes": [
+        {"family": 5, "dst": "198.18.1.0/24", "table": 10003}]},
 ])
 def test_a_malformed_field_makes_the_record_unreadable(bad):
     data = record_with(None).to_dict()
