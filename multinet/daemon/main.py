@@ -20,6 +20,7 @@ from multinet.attach import routes
 from multinet.daemon.config import ConfigError, DaemonConfig, load_config
 from multinet.daemon.dispatch import Dispatcher
 from multinet.daemon.health import Endpoints
+from multinet.daemon.hotplug import HotPlugger
 from multinet.daemon.jsonlog import setup as setup_logging
 from multinet.daemon.metrics import Metrics
 from multinet.daemon.reaper import Reaper, TeardownEvents
@@ -67,6 +68,9 @@ class Daemon:
         self.reaper = Reaper(config.overlay, self.kube, interval=config.reaper_interval,
                              on_pass=self.metrics.reaper_passes.inc)
         self.teardown_events: TeardownEvents | None = None
+        self.hotplug: HotPlugger | None = None
+        if config.hotplug and self.kube is not None:
+            self.hotplug = HotPlugger(config.overlay, self.kube, metrics=self.metrics)
         # A plain flag: the signal handler sets it, and a handler must not take locks.
         self.stop_requested = False
 
@@ -100,9 +104,11 @@ class Daemon:
         raise_fd_limit()  # idle connections must not starve the ones that matter
         self.server.start()  # first: the socket path is what two daemons would fight over
         write_overlay(self.config)
+        if self.hotplug is not None and not self.hotplug.start():
+            self.hotplug = None
         start = getattr(self.kube, "start", None)
         if start is not None:
-            start()
+            start()  # after hot-plug listens: the first LIST queues every cached pod
         self.reaper.start()  # after the caches: it asks them whether a pod is gone
         if self.config.metrics_port:
             self.endpoints = Endpoints(self.config.metrics_address, self.config.metrics_port,
@@ -121,6 +127,8 @@ class Daemon:
         log.info("stopping: %d request(s) to finish, %.0fs at most",
                  self.server.pending, self.config.shutdown_grace)
         self.reaper.stop()
+        if self.hotplug is not None:
+            self.hotplug.stop()
         finished = self.server.drain(self.config.shutdown_grace)
         if not finished:
             log.error("stopping with %d request(s) unfinished; their records let DEL "

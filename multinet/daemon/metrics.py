@@ -75,6 +75,10 @@ class Metrics:
         self.temp_files_removed = Counter(
             "multinet_stale_temp_files_removed",
             "Temp files of interrupted record writes removed", registry=self.registry)
+        self.hotplug_operations = Counter(
+            "multinet_hotplug_operations",
+            "Hot-plug reconciles of a running pod's networks, by result "
+            "(ok, noop, refused, failed)", ["result"], registry=self.registry)
         ProcessCollector(registry=self.registry)
         self._timings: DelegateTimings | None = None
         self._teardown: TeardownCounts | None = None
