@@ -131,13 +131,15 @@ class HotPlugger:
         meta = pod.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             log.debug("pod %s/%s is being deleted: no hot-plug", namespace, name)
+            self._count("skipped")
             return None
-        if not os.path.isdir(self.cni_dir):
-            return None
-        store = RecordStore(self.cni_dir)
-        record = hotplug.find_record(store, namespace, name, meta.get("uid", ""))
+        record = None
+        if os.path.isdir(self.cni_dir):
+            store = RecordStore(self.cni_dir)
+            record = hotplug.find_record(store, namespace, name, meta.get("uid", ""))
         if record is None:
-            return None  # not started here yet, or not fully added: its ADD plans anew
+            self._count("skipped")  # not started here yet, or not fully added
+            return None
         try:
             conf = hotplug.record_conf(record, self.overlay)
         except CNIError as err:
@@ -147,7 +149,8 @@ class HotPlugger:
             return None
         change = hotplug.reconcile(conf, record.container_id, pod, self.kube, self.environ)
         if change is None:
-            return None  # the sandbox's DEL came first
+            self._count("skipped")  # the sandbox's DEL came first
+            return None
         self._count(change.result)
         if change.result != "noop":
             log.info("hot-plug of pod %s/%s (container %s): %s; removed %s, added %s%s",

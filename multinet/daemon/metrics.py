@@ -78,7 +78,8 @@ class Metrics:
         self.hotplug_operations = Counter(
             "multinet_hotplug_operations",
             "Hot-plug reconciles of a running pod's networks, by result "
-            "(ok, noop, refused, failed)", ["result"], registry=self.registry)
+            "(ok, noop, refused, failed, skipped: no fully added sandbox, or the pod is being "
+            "deleted)", ["result"], registry=self.registry)
         ProcessCollector(registry=self.registry)
         self._timings: DelegateTimings | None = None
         self._teardown: TeardownCounts | None = None

@@ -226,6 +226,22 @@ def test_edit_while_the_daemon_is_down_converges_at_start(scene):
     scene.cnode.assert_clean(scene.pod)
 
 
+def test_a_pod_being_deleted_is_left_alone(scene):
+    scene.start_pod("net-a")
+    current = scene.api.get("Pod", NS, "p1")
+    current["metadata"]["finalizers"] = ["example.org/hold"]
+    scene.api.update(current)
+    scene.api.delete("Pod", NS, "p1")  # held by the finalizer, with a deletionTimestamp
+    assert scene.api.get("Pod", NS, "p1")["metadata"].get("deletionTimestamp")
+    skipped = hotplug_count(scene.daemon, "skipped")
+    scene.edit("net-a, net-b")
+    wait_for(lambda: hotplug_count(scene.daemon, "skipped") > skipped, what="the skip")
+    assert scene.ifaces() == {"eth0", "net1"}
+    assert scene.record() == [("kube-system/cluster", "eth0"), ("ns1/net-a", "net1")]
+    assert hotplug_count(scene.daemon, "ok") == 0
+    scene.delete()
+
+
 def test_hotplug_false_does_nothing(cnode, api, pod, workdir):
     made = Scene(cnode, api, pod, workdir, hotplug=False)
     try:

@@ -191,3 +191,24 @@ def test_an_unchanged_annotation_queues_nothing(tmp_path):
     assert plugger.idle() and plugger._queue.qsize() == 0
     plugger.on_pod_change(None, pod)  # after a LIST: every pod once
     assert plugger._queue.qsize() == 1
+
+
+def test_no_hotplug_without_a_fully_added_record(tmp_path):
+    from multinet.attach.record import ADDING, RecordStore
+
+    conf = load_conf({"cniVersion": "1.1.0", "name": "m", "type": "multinet",
+                      "cniDir": str(tmp_path / "cni")})
+    kube = FakeKube("a", "b")
+    # No record: the sandbox's DEL came first (or its ADD never did).
+    assert hotplug.reconcile(conf, "c1", _pod("a, b"), kube) is None
+    record = _record(_state("ns1/a", "net1"))
+    record.netns = str(tmp_path)  # exists
+    record.state = ADDING
+    store = RecordStore(conf.cni_dir)
+    store.write(record)
+    assert hotplug.reconcile(conf, "c1", _pod("a, b"), kube) is None
+    assert hotplug.find_record(store, NS, "p", "u") is None
+    record.state = ADDED
+    store.write(record)
+    assert hotplug.find_record(store, NS, "p", "u").container_id == "c1"
+    assert hotplug.find_record(store, NS, "p", "other-uid") is None
