@@ -243,15 +243,16 @@ def test_a_pod_being_deleted_is_left_alone(scene):
 
 
 def test_a_sandbox_del_during_a_hotplug_waits_and_wins(scene):
-    started = os.path.join(scene.workdir, "slow-started")
     slow = configs.macvlan_net("slow", scene.cnode.macvlan_master, scene.cnode.ipam_dir,
                                subnets=("198.18.26.0/24",))
     slow.update(type="faulty", delegate="macvlan",
-                fault={"sleep": 2, "startedFile": started})
+                fault={"sleep": 2, "sleepOn": ["ADD"]})
     scene.api.create(nad_obj(NS, "slow", slow))
     scene.start_pod("net-a")
     scene.edit("net-a, slow")
-    wait_for(lambda: os.path.exists(started), what="the slow delegate running")
+    # The intent is written before the delegate runs, which then sleeps 2 s.
+    wait_for(lambda: scene.record(completed=False) == [("ns1/slow", "net2")],
+             what="the slow delegate running")
     scene.delete()  # waits for the container lock, then DELs everything, net2 included
     scene.cnode.assert_clean(scene.pod)
     skipped = hotplug_count(scene.daemon, "skipped")
