@@ -113,6 +113,19 @@ def find_record(store: RecordStore, namespace: str, name: str, uid: str) -> Reco
     return max(found, key=lambda f: f[0])[1] if found else None
 
 
+def adding(store: RecordStore, namespace: str, name: str, uid: str) -> bool:
+    """Whether a sandbox of the pod is still being added (its record says `adding`)."""
+    for container_id in store.container_ids():
+        try:
+            record = store.read(container_id)
+        except UnreadableRecord:
+            continue
+        if record is not None and record.state != ADDED \
+                and _same_pod(record.pod, namespace, name, uid):
+            return True
+    return False
+
+
 def _same_pod(pod: Mapping[str, str], namespace: str, name: str, uid: str) -> bool:
     if pod.get("namespace") != namespace or pod.get("name") != name:
         return False

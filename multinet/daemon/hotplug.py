@@ -27,6 +27,10 @@ from multinet.k8s.selection import NETWORKS_ANNOTATION
 log = logging.getLogger("multinet.daemon.hotplug")
 
 DEFAULT_WORKERS = 2
+# A pod whose sandbox is still being added is looked at again this often, this many
+# times (the runtime's ADD deadline is a few minutes).
+RETRY_SECONDS = 1.0
+RETRY_ATTEMPTS = 240
 Key = tuple[str, str]
 
 
@@ -53,6 +57,7 @@ class HotPlugger:
         self._queued: set[Key] = set()
         self._running: set[Key] = set()
         self._again: set[Key] = set()
+        self._retries: dict[Key, int] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
 
@@ -137,9 +142,14 @@ class HotPlugger:
         if os.path.isdir(self.cni_dir):
             store = RecordStore(self.cni_dir)
             record = hotplug.find_record(store, namespace, name, meta.get("uid", ""))
+            if record is None and hotplug.adding(store, namespace, name, meta.get("uid", "")):
+                # Its ADD planned with the annotation it read: look again once it is done.
+                self._retry_later((namespace, name))
         if record is None:
             self._count("skipped")  # not started here yet, or not fully added
             return None
+        with self._guard:
+            self._retries.pop((namespace, name), None)
         try:
             conf = hotplug.record_conf(record, self.overlay)
         except CNIError as err:
@@ -160,6 +170,21 @@ class HotPlugger:
                      f": {change.error.msg}" if change.error else "")
         hotplug.publish(self.kube, pod, change, self.status_retry)
         return change
+
+    def _retry_later(self, key: Key) -> None:
+        """Queue `key` again in RETRY_SECONDS, at most RETRY_ATTEMPTS times in a row."""
+        with self._guard:
+            attempts = self._retries.get(key, 0) + 1
+            if attempts > RETRY_ATTEMPTS or self._stopping.is_set():
+                self._retries.pop(key, None)
+                log.warning("pod %s/%s: its sandbox is still being added after %d tries; "
+                            "the next edit or daemon start applies the annotation", *key,
+                            RETRY_ATTEMPTS)
+                return
+            self._retries[key] = attempts
+        timer = threading.Timer(RETRY_SECONDS, self.enqueue, args=(key,))
+        timer.daemon = True
+        timer.start()
 
     def _count(self, result: str) -> None:
         if self.metrics is not None:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import pytest
-from support.daemon import Daemon, metric
+from support.daemon import Daemon, finish, metric
 from support.k8s import NODE, cni_args, nad_obj, network_status, pod_obj
 
 from multinet.testing import configs
@@ -260,6 +260,27 @@ def test_a_sandbox_del_during_a_hotplug_waits_and_wins(scene):
     wait_for(lambda: hotplug_count(scene.daemon, "skipped") > skipped, what="the skip")
     assert set(scene.pod.links()) == {"lo"}
     assert scene.cnode.records() == []
+
+
+def test_an_edit_during_the_pods_add_is_applied_once_it_is_done(scene):
+    slow = configs.macvlan_net("slow", scene.cnode.macvlan_master, scene.cnode.ipam_dir,
+                               subnets=("198.18.26.0/24",))
+    slow.update(type="faulty", delegate="macvlan", fault={"sleep": 2, "sleepOn": ["ADD"]})
+    scene.api.create(nad_obj(NS, "slow", slow))
+    scene.obj = scene.api.create(pod_obj(NS, "p1", {NETWORKS: "slow"}))
+    wait_for(lambda: metric(scene.daemon.http("/metrics")[1], "multinet_cache_objects",
+                            kind="pods") == 1, what="the pod in the watch cache")
+    adding = scene.daemon.shim_async("ADD", scene.conf(), CID, scene.pod.path,
+                                     env={"CNI_ARGS": cni_args(scene.obj, CID)})
+    # The ADD's intent is on disk before its delegates run (slow sleeps 2 s).
+    wait_for(lambda: os.path.exists(os.path.join(scene.cnode.cni_dir, CID)) and
+             ("ns1/slow", "net1") in scene.record(completed=False), what="the ADD running")
+    scene.edit("slow, net-b")  # the ADD has planned already: it attaches slow only
+    finish(adding).ok()
+    wait_for(lambda: "net2" in scene.ifaces(), what="net-b plugged after the ADD")
+    assert scene.record()[1:] == [("ns1/slow", "net1"), ("ns1/net-b", "net2")]
+    scene.delete()
+    scene.cnode.assert_clean(scene.pod)
 
 
 def test_hotplug_false_does_nothing(cnode, api, pod, workdir):
