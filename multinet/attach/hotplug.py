@@ -75,6 +75,8 @@ class Change:
     refused: bool = False  # refused while planning: nothing ran
     # Elements asked for and not attached because of `error`: (network, interface).
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # Attachments to remove whose DEL failed: still attached, tried again next time.
+    not_removed: list[AttachmentState] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -322,6 +324,7 @@ def _reconcile_locked(conf: MultinetConf, store: RecordStore, record: Record,
     # Removals: the record keeps whatever could not be DELeted, with its failures.
     still, err = _unplug(conf, record, plan.remove, base_env)
     change.removed = [s for s in plan.remove if s not in still]
+    change.not_removed = still
     record.attachments = [*plan.keep, *still]
     store.write(record)
     if err is not None:
@@ -450,6 +453,11 @@ def change_events(change: Change) -> list[report.Event]:
     if change.error is not None:
         if change.refused:
             message = f"hot-plug refused, nothing changed: {change.error.msg}"
+        elif change.not_removed and not change.failed:
+            names = ", ".join(f"{s.attachment.name} ({s.attachment.ifname})"
+                              for s in change.not_removed)
+            message = (f"hot-unplug of {names} failed, it stays attached until a later "
+                       f"try succeeds: {change.error.msg}")
         else:
             names = ", ".join(f"{n} ({i})" for n, i in change.failed) or "the change"
             message = (f"hot-plug of {names} failed and was rolled back: "

@@ -283,6 +283,33 @@ def test_an_edit_during_the_pods_add_is_applied_once_it_is_done(scene):
     scene.cnode.assert_clean(scene.pod)
 
 
+def test_a_failed_unplug_keeps_the_interface_and_says_so(scene):
+    sticky = configs.macvlan_net("sticky", scene.cnode.macvlan_master, scene.cnode.ipam_dir,
+                                 subnets=("198.18.27.0/24",))
+    counters = os.path.join(scene.workdir, "counters")
+    os.makedirs(counters)
+    sticky.update(type="faulty", delegate="macvlan",
+                  fault={"failOn": ["DEL"], "failTimes": 1, "counterDir": counters})
+    scene.api.create(nad_obj(NS, "sticky", sticky))
+    scene.start_pod("sticky, net-a")
+    failed = hotplug_count(scene.daemon, "failed")
+    scene.edit("net-a")
+    wait_for(lambda: hotplug_count(scene.daemon, "failed") > failed, what="the failed DEL")
+    assert scene.ifaces() == {"eth0", "net1", "net2"}
+    assert scene.record()[1:] == [("ns1/net-a", "net2"), ("ns1/sticky", "net1")]
+    wait_for(lambda: scene.events("NetworkHotplugFailed"), what="the Warning")
+    (warning,) = scene.events("NetworkHotplugFailed")
+    assert "hot-unplug of ns1/sticky (net1) failed" in warning
+    scene.edit("net-a, net-b")  # the next change tries again; the DEL now works
+    wait_for(lambda: "net1" not in scene.ifaces() or "198.18.22." in
+             "".join(scene.pod.addresses("net1")), what="sticky unplugged")
+    wait_for(lambda: scene.record()[1:] == [("ns1/net-a", "net2"), ("ns1/net-b", "net1")],
+             what="net-b on the freed net1")
+    wait_for(lambda: "net1" in scene.ifaces(), what="net-b's interface")
+    scene.delete()
+    scene.cnode.assert_clean(scene.pod)
+
+
 def test_hotplug_false_does_nothing(cnode, api, pod, workdir):
     made = Scene(cnode, api, pod, workdir, hotplug=False)
     try:
