@@ -166,7 +166,7 @@ def demo(node: Node, api: ApiServer, pod_ns: NetNS, root: str, kubeconfig: str,
           f"{api.count('GET', '/network-attachment-definitions/')} NAD reads "
           f"(the daemon's watch caches have them), {api.count('PATCH')} status PATCH, "
           f"{api.count('POST', '/events')} events")
-    section("merged CNI result (stdout of ADD)")
+    section("CNI result (stdout of ADD): the cluster network's, as NPWG 6 asks")
     print(json.dumps(result, indent=2))
 
     node.cni("DEL", conf, "demo-container", pod_ns.path, pod)

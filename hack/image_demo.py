@@ -10,10 +10,12 @@ where the manifest mounts them. The containers run with `ctr run --privileged
 manifest's commands, mounts and env. First the init container, then the daemon;
 then RunPodSandbox, and inside the pod's namespace: eth0 and net1.
 
-The CNI config is a ConfigMap choice, as on a cluster: MODE=static (default) puts
-a hand-written 00-multinet.conf into the ConfigMap, which the init container
-installs; MODE=auto keeps the shipped ConfigMap's "multusConfigFile": "auto" and
-puts a primary conflist into the node's CNI dir for the daemon to wrap.
+The CNI config is a ConfigMap choice, as on a cluster: MODE=auto (default) keeps the
+shipped ConfigMap's "multusConfigFile": "auto", puts a primary conflist into the
+node's CNI dir for the daemon to wrap, and serves the pod and its NAD from the API
+stand-in (multinet/testing/apiserver.py, listening in the node's namespace; its
+kubeconfig is a ConfigMap file); MODE=static puts a hand-written 00-multinet.conf
+with inline delegates into the ConfigMap, which the init container installs.
 Everything is removed at the end: pod, containers, images, namespace, mounts.
 """
 
@@ -43,6 +45,8 @@ from multinet.testing.netns import NetNS  # noqa: E402
 from multinet.testing.procs import can_connect  # noqa: E402
 
 IMAGE = "docker.io/library/multinet:latest"
+CONFIG_MOUNT = "/config"  # where the DaemonSet mounts its ConfigMap
+POD_NAME, POD_NAMESPACE = "image-demo", "default"
 NODE_NAME = "image-demo-node"
 PLUGINS = ("bridge", "host-local", "loopback", "macvlan")  # the node's own plugins
 CLUSTER = ("198.18.0.0/24",)
@@ -77,6 +81,7 @@ def config_data(mode: str, shipped: dict[str, str]) -> dict[str, str]:
     config chosen by `mode`."""
     daemon = json.loads(shipped["daemon-config.json"])
     if mode == "auto":
+        daemon.update(kubeconfig=f"{CONFIG_MOUNT}/kubeconfig", nodeName=NODE_NAME)
         return {"daemon-config.json": json.dumps(daemon)}
     for key in ("multusConfigFile", "cniConfigDir", "multusAutoconfigDir"):
         daemon.pop(key, None)
@@ -251,7 +256,8 @@ def demo(archive: str, mode: str) -> None:
     [init] = spec["initContainers"]
     [daemon] = spec["containers"]
     root = tempfile.mkdtemp(prefix="multinet-image-demo-")
-    node = None
+    node = api = None
+    api_pod: dict[str, Any] | None = None
     try:
         node = Node(root, spec)
         os.makedirs(node.config_dir)
@@ -265,6 +271,7 @@ def demo(archive: str, mode: str) -> None:
                        "plugins": [{k: v for k, v in cluster_net().items()
                                     if k not in ("cniVersion", "name")}]}
             node.containerd.write_conf("10-cluster.conflist", primary)
+            api, api_pod = serve_api(node)
         node.containerd.start()
         node.containerd.import_image(sandbox.build(root))
 
@@ -307,18 +314,25 @@ def demo(archive: str, mode: str) -> None:
         conf_path = os.path.join(node.host("/etc/cni/net.d"), conf_name)
         wait_for(lambda: os.path.exists(conf_path), 30, f"{conf_name} in the node's CNI dir")
         say(f"node CNI dir: {sorted(os.listdir(node.host('/etc/cni/net.d')))}")
+        with open(conf_path) as handle:
+            say(f"{conf_name}: {json.dumps(json.load(handle), separators=(',', ':'))}")
 
         started = time.monotonic()
-        pod = wait_for(lambda: _try_run_pod(node), 60, "RunPodSandbox")
+        uid = api_pod["metadata"]["uid"] if api_pod else ""
+        pod = wait_for(lambda: _try_run_pod(node, uid), 60, "RunPodSandbox")
         say(f"RunPodSandbox {pod.id[:12]} in {time.monotonic() - started:.1f}s, "
             f"netns {pod.netns}")
         links = pod_links(pod.netns)
         for name, addresses in sorted(links.items()):
             print(f"    {name}: {' '.join(addresses)}")
         assert "eth0" in links and any(a.startswith("198.18.0.") for a in links["eth0"]), links
-        if mode == "static":
-            assert "net1" in links and any(a.startswith("198.18.1.") for a in links["net1"]), \
-                links
+        assert "net1" in links and any(a.startswith("198.18.1.") for a in links["net1"]), links
+        if api is not None:
+            status = api.get("pods", POD_NAMESPACE, POD_NAME)["metadata"]["annotations"][
+                "k8s.v1.cni.cncf.io/network-status"]
+            names = [entry["interface"] for entry in json.loads(status) if "interface" in entry]
+            assert names == ["eth0", "net1"], status
+            say(f"network-status on the API pod: interfaces {names}")
         records = os.listdir(node.host("/var/lib/cni/multinet"))
         assert pod.id in records, records
         say(f"record /var/lib/cni/multinet/{pod.id[:12]}...; leases: {_leases(node)}")
@@ -343,6 +357,8 @@ def demo(archive: str, mode: str) -> None:
     finally:
         if node is not None:
             node.close()
+        if api is not None:
+            api.stop()
         left = mounts_under(root)
         if left:
             raise RuntimeError(f"still mounted under {root}: {left}")
@@ -350,12 +366,35 @@ def demo(archive: str, mode: str) -> None:
     say("cleaned up: containers, images, namespace, mounts, files")
 
 
-def _try_run_pod(node: Node) -> Any:
+def serve_api(node: Node) -> tuple[Any, dict[str, Any]]:
+    """The API stand-in in the node's namespace, its kubeconfig in the ConfigMap's
+    directory, holding the secondary's NAD and the pod that asks for it."""
+    from multinet.testing.apiserver import ApiServer
+    from multinet.testing.netns import run_in_netns
+
+    api = ApiServer()
+    run_in_netns(node.ns.path, api.start)
+    api.write_kubeconfig(os.path.join(node.config_dir, "kubeconfig"))
+    nad = secondary_net()
+    api.create({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                "metadata": {"name": "secondary", "namespace": POD_NAMESPACE},
+                "spec": {"config": json.dumps(nad)}})
+    pod = api.create({"apiVersion": "v1", "kind": "Pod",
+                      "metadata": {"name": POD_NAME, "namespace": POD_NAMESPACE,
+                                   "annotations": {"k8s.v1.cni.cncf.io/networks": "secondary"}},
+                      "spec": {"nodeName": NODE_NAME,
+                               "containers": [{"name": "app", "image": "app"}]}})
+    say(f"API stand-in at {api.url} (in the node's namespace): NAD {POD_NAMESPACE}/secondary, "
+        f"pod {POD_NAMESPACE}/{POD_NAME} asking for it")
+    return api, pod
+
+
+def _try_run_pod(node: Node, uid: str) -> Any:
     """A pod, once containerd has loaded the CNI config (it watches the dir)."""
     import grpc
 
     try:
-        return node.containerd.run_pod("image-demo")
+        return node.containerd.run_pod(POD_NAME, POD_NAMESPACE, uid=uid)
     except grpc.RpcError as exc:
         if "cni config" in (exc.details() or "") or "not initialized" in (exc.details() or ""):
             return None
@@ -372,7 +411,7 @@ def _leases(node: Node) -> list[str]:
 def main() -> int:
     archive = os.path.abspath(sys.argv[1] if len(sys.argv) > 1
                               else os.path.join(REPO, "build", "multinet-image.tar"))
-    mode = os.environ.get("MODE", "static")
+    mode = os.environ.get("MODE", "auto")
     if mode not in ("static", "auto"):
         print(f"image-demo: MODE must be static or auto, got {mode!r}", file=sys.stderr)
         return 2

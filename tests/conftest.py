@@ -71,3 +71,15 @@ def api(node: NetNS, workdir: str):
     server.kubeconfig = server.write_kubeconfig(os.path.join(workdir, "kubeconfig"))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def ctl_daemon_config(monkeypatch, workdir: str) -> str:
+    """The daemon config multinetctl reads by default: the test's own, never the machine's."""
+    from multinet.cli.ctl.options import CONFIG_ENV
+
+    path = os.path.join(workdir, "daemon-config.json")
+    with open(path, "w") as handle:
+        handle.write("{}")
+    monkeypatch.setenv(CONFIG_ENV, path)
+    return path

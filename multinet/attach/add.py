@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from multinet.attach import delegates, fanout, merge, routes
+from multinet.attach import delegates, fanout, merge, policyroute, routes
 from multinet.attach.conf import MultinetConf
 from multinet.attach.lock import container_lock, forget_container_lock
 from multinet.attach.plan import Attachment
@@ -29,6 +29,8 @@ class AddOutcome:
     merged: dict[str, Any]  # canonical
     attachments: tuple[Attachment, ...]
     results: tuple[dict[str, Any], ...]  # canonical and as applied, one per attachment
+    # What policy routing each attachment got (attach/policyroute.py), None for none.
+    policy_routing: tuple[dict[str, Any] | None, ...] = ()
 
 
 def run_add(
@@ -76,6 +78,7 @@ def run_add(
         try:
             canonical = _attach_all(request, conf, record, base_env, cancel)
             merged, applied = _settle_routes(request, plan, canonical)
+            _set_up_policy_routing(request, conf, store, record, merged, applied)
             output = _output(conf, merged, applied, plan, prev)
         except Exception as exc:
             err = exc if isinstance(exc, CNIError) else internal_error(exc)
@@ -85,7 +88,40 @@ def run_add(
             raise err from None
         record.state = ADDED
         store.write(record)
-    return AddOutcome(output, merged, tuple(plan), tuple(applied))
+    return AddOutcome(output, merged, tuple(plan), tuple(applied),
+                      tuple(s.policy_routing for s in record.attachments))
+
+
+def _set_up_policy_routing(request: Request, conf: MultinetConf, store: RecordStore,
+                           record: Record, merged: dict[str, Any],
+                           applied: list[dict[str, Any]]) -> None:
+    """Give each attachment that asks its own table and source rules, once its routes
+    are settled; the table's routes join the merged result too."""
+    for state, result in zip(record.attachments, applied, strict=True):
+        extra = set_up_policy_routing(request.netns, conf, store, record, state, result)
+        if extra:
+            merged["routes"] = [*merged.get("routes", []), *extra]
+
+
+def set_up_policy_routing(netns: str, conf: MultinetConf, store: RecordStore, record: Record,
+                          state: AttachmentState, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Policy routing for one attachment of `record` whose `result` (canonical, as
+    applied) is settled, when it asks for it. The plan is written to the record
+    before anything is made; the table's routes are added to `result` with their
+    `table`, and returned. Undone by policyroute.release (DEL, rollback, unplug)."""
+    if not policyroute.wanted(state.attachment, conf.get(policyroute.CONF_KEY, False) is True):
+        return []
+
+    def remember(made: dict[str, Any]) -> None:
+        state.policy_routing = made
+        store.write(record)
+
+    made = policyroute.setup(netns, state.attachment.name, result, state.attachment.ifname,
+                             remember)
+    extra = policyroute.result_routes(made)
+    if extra:
+        result["routes"] = [*result.get("routes", []), *extra]
+    return extra
 
 
 def _settle_routes(request: Request, plan: Sequence[Attachment],
@@ -192,6 +228,7 @@ def _roll_back(request: Request, conf: MultinetConf, store: RecordStore, record:
         ctx = delegates.context(conf, state.attachment, request.container_id, request.netns,
                                 request.args, request.path, base_env)
         try:
+            policyroute.release(request.netns, state)  # made last, undone first
             delegates.delete(ctx, state.attachment, state.result)
         except CNIError as err:
             log.error("rollback of %s failed: %s", state.attachment.name, err.msg)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from multinet.attach import delegates, fanout, takeover
+from multinet.attach import delegates, fanout, policyroute, takeover
 from multinet.attach.conf import MultinetConf
 from multinet.attach.lock import container_lock, forget_container_lock
 from multinet.attach.record import (
@@ -101,6 +101,9 @@ def delete_record(conf: MultinetConf, store: RecordStore, record: Record, netns:
 
     def undo(state: AttachmentState) -> None:
         try:
+            # Made after the delegates at ADD: removed before them. Only what the
+            # record names; nothing when the netns is gone (its rules went with it).
+            policyroute.release(netns, state)
             ctx = delegates.context(conf, state.attachment, record.container_id, netns,
                                     record.cni_args, cni_path, base_env)
             delegates.delete(ctx, state.attachment, state.result)

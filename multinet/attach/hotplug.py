@@ -77,6 +77,8 @@ class Change:
     failed: list[tuple[str, str]] = field(default_factory=list)
     # Attachments to remove whose DEL failed: still attached, tried again next time.
     not_removed: list[AttachmentState] = field(default_factory=list)
+    # What policy routing each of `attachments` has (attach/policyroute.py).
+    policy_routing: list[dict[str, Any] | None] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -331,7 +333,31 @@ def _reconcile_locked(conf: MultinetConf, store: RecordStore, record: Record,
         change.error = err
     if plan.add:
         _plug(conf, store, record, plan.add, base_env, change)
-    return _settle(conf, record, change)
+    _settle(conf, record, change)
+    if change.added:
+        _policy_routing(conf, store, record, base_env, change)
+    return change
+
+
+def _policy_routing(conf: MultinetConf, store: RecordStore, record: Record,
+                    base_env: Mapping[str, str] | None, change: Change) -> None:
+    """Policy routing for the new attachments that ask for it, as ADD sets it up once
+    routes are settled; a failure rolls the change's additions back like a delegate's."""
+    attached = [s for s in record.attachments if s.completed]
+    try:
+        for state, result in zip(attached, change.results, strict=True):
+            if state in change.added:
+                add.set_up_policy_routing(record.netns, conf, store, record, state, result)
+    except CNIError as err:
+        new = change.added
+        left, undo_err = _unplug(conf, record, list(reversed(new)), base_env)
+        if undo_err is not None:
+            err.details = f"{err.details or ''}\nrollback: {undo_err.msg}".strip()
+        record.attachments = [s for s in record.attachments if s not in new or s in left]
+        store.write(record)
+        change.added, change.error = [], err
+        change.failed = [(s.attachment.name, s.attachment.ifname) for s in new]
+        _settle(conf, record, change)
 
 
 def _plug(conf: MultinetConf, store: RecordStore, record: Record, planned: list[Attachment],
@@ -397,6 +423,7 @@ def _settle(conf: MultinetConf, record: Record, change: Change, routes: bool = T
         except CNIError:
             canonical.append({})
     change.attachments = plan
+    change.policy_routing = [s.policy_routing for s in attached]
     if routes and change.changed and plan:
         try:
             _, canonical = add._settle_routes(request_of(record), plan, canonical)
@@ -423,7 +450,8 @@ STATUS_ERROR_KEY = "io.multinet.hotplug-error"
 def status_value(change: Change) -> str:
     """network-status after a change: every attachment the pod has, then one entry per
     element it asked for and does not have, saying why."""
-    outcome = add.AddOutcome({}, {}, tuple(change.attachments), tuple(change.results))
+    outcome = add.AddOutcome({}, {}, tuple(change.attachments), tuple(change.results),
+                             tuple(change.policy_routing))
     entries = report.status_entries(outcome)
     for network, _ifname in change.failed:
         entries.append({"name": network, "default": False,

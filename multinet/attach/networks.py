@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from multinet.attach import policyroute
 from multinet.attach.conf import MultinetConf
 from multinet.attach.plan import Attachment, check_attachment_count, check_unique_ifnames
 from multinet.cni.confdir import find_network_config, first_config_in_dir, load_network_file
@@ -292,6 +293,9 @@ def _secondary(request: Request, settings: K8sSettings, selection: NetworkSelect
     network = load_network(raw, f"network {nad.key}")
     capability_args = requested_capabilities(selection, network, nad.key)
     extra: dict[str, Any] = {}
+    routing = policyroute.choose(selection.policy_routing, policyroute.nad_choice(raw, nad.key))
+    if routing is not None:
+        extra[policyroute.EXTRA_KEY] = routing
     device_id = selection.device_id
     if nad.resource_name and allocator is not None:
         device_id = allocator.take(nad.resource_name, nad.key)

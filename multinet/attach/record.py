@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from multinet.attach import policyroute
 from multinet.attach.lock import LOCK_DIR, prepare_cni_dir
 from multinet.attach.plan import Attachment
 from multinet.cni.errors import DECODE_FAILURE, INVALID_CONFIG, IO_FAILURE, CNIError
@@ -55,6 +56,9 @@ class AttachmentState:
     del_failures: int = 0  # DELs of it that failed, rollback included
     first_del_failure: float = 0.0  # unix time of the first, 0 for none
     last_del_error: str = ""
+    # Policy routing made for it in the pod (attach/policyroute.py): recorded before
+    # it is made, removed exactly on DEL. None: none asked, or none left.
+    policy_routing: dict[str, Any] | None = None
 
     @property
     def completed(self) -> bool:
@@ -100,7 +104,9 @@ class Record:
             "attachments": [
                 {**a.attachment.to_record(), "result": a.result,
                  "delFailures": a.del_failures, "firstDelFailure": a.first_del_failure,
-                 "lastDelError": a.last_del_error}
+                 "lastDelError": a.last_del_error,
+                 # Written only when set: a record without it reads as before.
+                 **({"policyRouting": a.policy_routing} if a.policy_routing else {})}
                 for a in self.attachments
             ],
         }
@@ -157,13 +163,17 @@ def _attachment_state(data: Any) -> AttachmentState:
         raise ValueError("delFailures: expected a count")
     if isinstance(first, bool) or not isinstance(first, int | float):
         raise ValueError("firstDelFailure: expected a time")
+    routing = data.get("policyRouting")
+    if routing is not None:
+        policyroute.check_recorded(routing)
     try:
         attachment = Attachment.from_record(data)
     except CNIError as err:
         raise ValueError(err.msg) from None
     return AttachmentState(attachment, result, del_failures=failures,
                            first_del_failure=float(first),
-                           last_del_error=str(data.get("lastDelError", "")))
+                           last_del_error=str(data.get("lastDelError", "")),
+                           policy_routing=routing)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from multinet.attach import deviceinfo
+from multinet.attach import deviceinfo, policyroute
 from multinet.attach.add import AddOutcome
 from multinet.cni.errors import CNIError
 from multinet.k8s.client import Kube
@@ -19,10 +19,13 @@ Event = tuple[str, str, str]  # (reason, message, type)
 
 def status_entries(outcome: AddOutcome) -> list[dict[str, Any]]:
     entries = []
-    for attachment, result in zip(outcome.attachments, outcome.results, strict=True):
+    routing = outcome.policy_routing or (None,) * len(outcome.attachments)
+    for attachment, result, made in zip(outcome.attachments, outcome.results, routing,
+                                        strict=True):
         entries.append(status_entry(
             attachment.name, attachment.ifname, result, attachment.is_default,
-            list(attachment.default_route) or None, deviceinfo.read(attachment)))
+            list(attachment.default_route) or None, deviceinfo.read(attachment),
+            policyroute.summary(made)))
     return entries
 
 

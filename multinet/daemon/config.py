@@ -25,6 +25,11 @@ DEFAULT_METRICS_PORT = 9091
 DEFAULT_MAX_CONCURRENCY = 16
 DEFAULT_SHUTDOWN_GRACE = 30.0
 DEFAULT_REAPER_INTERVAL = 60.0  # seconds between passes over cniDir (daemon/reaper.py)
+DEFAULT_CNI_CONFIG_DIR = "/etc/cni/net.d"
+DEFAULT_AUTOCONFIG_POLL = 1.0  # seconds between passes over the CNI conf dir
+MAX_AUTOCONFIG_POLL = 60.0
+AUTO = "auto"
+CNI_CONFIG_EXTENSIONS = (".conflist", ".conf", ".json")
 # One worker thread each: far beyond what a node's pod churn needs, still a bounded cost.
 MAX_CONCURRENCY = 1024
 
@@ -33,19 +38,32 @@ DAEMON_KEYS = frozenset({
     "socketPath", "socketDir", "metricsAddress", "metricsPort", "maxConcurrency",
     "connectionLimit", "nodeName", "logFile", "logLevel", "logToStderr",
     "shutdownGraceSeconds", "reaperIntervalSeconds", "hotplug",
+    # Configuring around the primary CNI (daemon/autoconf.py), with Multus' names.
+    "multusConfigFile", "cniConfigDir", "multusAutoconfigDir", "multusMasterCNI",
+    "cleanupConfigOnExit", "autoconfigPollSeconds",
 })
 # A request's identity stays the runtime's.
 IDENTITY_KEYS = frozenset({"cniVersion", "name", "type"})
 # Multus daemon-config keys with no meaning here, accepted so its file can be reused.
 MULTUS_ONLY_KEYS = frozenset({
-    "chrootDir", "enablePprof", "perNodeCertificate", "multusConfigFile",
-    "multusAutoconfigDir", "cniConfigDir", "multusMasterCNI", "forceCNIVersion",
+    "chrootDir", "enablePprof", "perNodeCertificate", "forceCNIVersion",
     "overrideNetworkName", "logOptions", "daemonSocketDir",
 })
 
 
 class ConfigError(ValueError):
     """The daemon config cannot be used; the daemon does not start."""
+
+
+@dataclass(frozen=True)
+class AutoconfSettings:
+    """Where the primary CNI config is found and the generated one written."""
+
+    cni_config_dir: str = DEFAULT_CNI_CONFIG_DIR  # ours is written here
+    autoconfig_dir: str = DEFAULT_CNI_CONFIG_DIR  # the primary is looked for here
+    master_cni: str = ""  # a file name in autoconfig_dir; "" = the lexically first
+    cleanup_on_exit: bool = False
+    poll_seconds: float = DEFAULT_AUTOCONFIG_POLL
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,10 @@ class DaemonConfig:
     hotplug: bool = True  # follow pods' networks annotation (daemon/hotplug.py)
     overlay: Mapping[str, Any] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
+    autoconf: AutoconfSettings | None = None  # None: the CNI config is written by hand
+    # multusConfigFile naming a file: copied into cniConfigDir at start, as Multus does.
+    user_config_file: str = ""
+    cni_config_dir: str = DEFAULT_CNI_CONFIG_DIR
 
 
 def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -88,6 +110,47 @@ def _socket_path(raw: Mapping[str, Any]) -> str:
     if "socketDir" in raw:  # Multus' key names the directory
         return os.path.join(_typed(raw, "socketDir", str, ""), "multinet.sock")
     return DEFAULT_SOCKET
+
+
+def _absolute_dir(raw: Mapping[str, Any], key: str, default: str) -> str:
+    value = _typed(raw, key, str, default)
+    if not value or not os.path.isabs(value):
+        raise ConfigError(f"{key}: must be an absolute directory path, got {value!r}")
+    return os.path.normpath(value)
+
+
+def _autoconf(raw: Mapping[str, Any]) -> AutoconfSettings | None:
+    """Multus' multusConfigFile: "auto" generates the CNI config around the primary;
+    a path names a config the operator wrote (see _user_config_file)."""
+    mode = _typed(raw, "multusConfigFile", str, "")
+    cni_config_dir = _absolute_dir(raw, "cniConfigDir", DEFAULT_CNI_CONFIG_DIR)
+    autoconfig_dir = _absolute_dir(raw, "multusAutoconfigDir", cni_config_dir)
+    master = _typed(raw, "multusMasterCNI", str, "")
+    if master and (os.sep in master or master in (".", "..")
+                   or not master.endswith(CNI_CONFIG_EXTENSIONS)):
+        raise ConfigError(f"multusMasterCNI: must be a file name in multusAutoconfigDir "
+                          f"ending in {', '.join(CNI_CONFIG_EXTENSIONS)}, got {master!r}")
+    cleanup = _typed(raw, "cleanupConfigOnExit", bool, False)
+    poll = _seconds(raw, "autoconfigPollSeconds", DEFAULT_AUTOCONFIG_POLL)
+    if not 0 < poll <= MAX_AUTOCONFIG_POLL:
+        raise ConfigError(f"autoconfigPollSeconds: must be more than 0 and at most "
+                          f"{MAX_AUTOCONFIG_POLL:.0f} seconds, got {poll!r}")
+    if mode.strip().lower() != AUTO:
+        return None
+    if "clusterNetwork" in raw:
+        raise ConfigError("clusterNetwork: cannot be set with multusConfigFile \"auto\": "
+                          f"the cluster network is the primary CNI config in {autoconfig_dir}")
+    return AutoconfSettings(cni_config_dir, autoconfig_dir, master, cleanup, poll)
+
+
+def _user_config_file(raw: Mapping[str, Any]) -> str:
+    value = _typed(raw, "multusConfigFile", str, "")
+    if not value or value.strip().lower() == AUTO:
+        return ""
+    if not os.path.isabs(value) or not value.endswith(CNI_CONFIG_EXTENSIONS):
+        raise ConfigError(f"multusConfigFile: \"auto\" or the absolute path of a CNI config "
+                          f"ending in {', '.join(CNI_CONFIG_EXTENSIONS)}, got {value!r}")
+    return os.path.normpath(value)
 
 
 def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> DaemonConfig:
@@ -140,6 +203,9 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         reaper_interval=reaper_interval,
         overlay=overlay,
         ignored=tuple(sorted(k for k in raw if k in MULTUS_ONLY_KEYS)),
+        autoconf=_autoconf(raw),
+        user_config_file=_user_config_file(raw),
+        cni_config_dir=_absolute_dir(raw, "cniConfigDir", DEFAULT_CNI_CONFIG_DIR),
     )
 
 

@@ -2,12 +2,15 @@
 
 SIGTERM (or SIGINT): /readyz turns 503, the socket stops accepting, requests
 already accepted run to their end (at most shutdownGraceSeconds), then the
-process exits 0; 1 if some were still running when the grace ran out.
+process exits 0; 1 if some were still running when the grace ran out. With
+`multusConfigFile: "auto"` the generated CNI config is kept in step from before
+the socket serves; `--cleanup-config-on-exit` removes it on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -17,7 +20,9 @@ import time
 from typing import Any
 
 from multinet.attach import routes
+from multinet.daemon.autoconf import install_user_config
 from multinet.daemon.config import ConfigError, DaemonConfig, load_config
+from multinet.daemon.confwatch import ConfigKeeper
 from multinet.daemon.dispatch import Dispatcher
 from multinet.daemon.health import Endpoints
 from multinet.daemon.hotplug import HotPlugger
@@ -71,6 +76,11 @@ class Daemon:
         self.hotplug: HotPlugger | None = None
         if config.hotplug and self.kube is not None:
             self.hotplug = HotPlugger(config.overlay, self.kube, metrics=self.metrics)
+        self.keeper: ConfigKeeper | None = None
+        if config.autoconf is not None:
+            self.keeper = ConfigKeeper(
+                config.autoconf, config.socket_path, self.metrics, self._node_event,
+                readiness_file=str(config.overlay.get("readinessindicatorfile", "")))
         # A plain flag: the signal handler sets it, and a handler must not take locks.
         self.stop_requested = False
 
@@ -78,6 +88,11 @@ class Daemon:
         from multinet.k8s.client import KubeClient
 
         return KubeClient(kubeconfig, on_request=self.metrics.api_request)
+
+    def _node_event(self, reason: str, message: str, event_type: str) -> None:
+        post = getattr(self.kube, "create_node_event", None)
+        if post is not None:
+            post(self.config.node_name, reason, message, event_type)
 
     def healthy(self) -> tuple[bool, str]:
         if self.server.accepting:
@@ -91,6 +106,8 @@ class Daemon:
             return False, "not serving yet"
         if not getattr(self.kube, "ready", lambda: True)():
             return False, "Kubernetes caches not synced"
+        if self.keeper is not None:
+            return self.keeper.ready()
         return True, "ok"
 
     def start(self) -> None:
@@ -102,6 +119,16 @@ class Daemon:
         if sizes is not None:
             self.metrics.watch_caches(sizes)
         raise_fd_limit()  # idle connections must not starve the ones that matter
+        if self.config.user_config_file:
+            copied = install_user_config(self.config.user_config_file,
+                                         self.config.cni_config_dir)
+            if copied:
+                log.info("copied %s to %s (multusConfigFile)", self.config.user_config_file,
+                         copied)
+        if self.keeper is not None:
+            # Its first pass names the socket in the generated config; the runtime may
+            # call as soon as the file exists, and the shim waits for the socket.
+            self.keeper.start()
         self.server.start()  # first: the socket path is what two daemons would fight over
         write_overlay(self.config)
         if self.hotplug is not None and not self.hotplug.start():
@@ -129,6 +156,9 @@ class Daemon:
         self.reaper.stop()
         if self.hotplug is not None:
             self.hotplug.stop()
+        if self.keeper is not None:
+            # Before the drain: no new pod should be sent here while we finish.
+            self.keeper.stop(cleanup=self.config.autoconf.cleanup_on_exit)
         finished = self.server.drain(self.config.shutdown_grace)
         if not finished:
             log.error("stopping with %d request(s) unfinished; their records let DEL "
@@ -151,12 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="daemon config JSON (see docs/daemon.md)")
     parser.add_argument("--install-shim", metavar="DEST",
                         help="first write the shim launcher at DEST (e.g. /opt/cni/bin/multinet)")
+    parser.add_argument("--cleanup-config-on-exit", action="store_true",
+                        help="with multusConfigFile auto, remove the generated CNI config "
+                             "when the daemon stops (as cleanupConfigOnExit)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as err:
         print(f"multinet-daemon: {err}", file=sys.stderr)
         return 2
+    if args.cleanup_config_on_exit:
+        if config.autoconf is None:
+            print("multinet-daemon: --cleanup-config-on-exit needs multusConfigFile \"auto\" "
+                  "in the daemon config", file=sys.stderr)
+            return 2
+        config = dataclasses.replace(
+            config, autoconf=dataclasses.replace(config.autoconf, cleanup_on_exit=True))
     try:
         setup_logging(config.log_level, config.log_file, config.log_to_stderr)
     except OSError as err:

@@ -80,6 +80,22 @@ class Metrics:
             "Hot-plug reconciles of a running pod's networks, by result "
             "(ok, noop, refused, failed, skipped: no fully added sandbox, or the pod is being "
             "deleted)", ["result"], registry=self.registry)
+        self.autoconf_writes = Counter(
+            "multinet_autoconf_writes",
+            "Writes of the generated CNI config, by reason (generated, primary changed, "
+            "restored)", ["reason"], registry=self.registry)
+        self.autoconf_restored = Counter(
+            "multinet_autoconf_restored",
+            "Times the generated CNI config was put back after another component renamed, "
+            "removed or rewrote it", registry=self.registry)
+        self.autoconf_removed = Counter(
+            "multinet_autoconf_removed",
+            "Times the generated CNI config was removed (no primary, not ready, exit)",
+            registry=self.registry)
+        self.autoconf_primary_errors = Counter(
+            "multinet_autoconf_primary_errors",
+            "Times the primary CNI config was found unusable (the last good generated "
+            "config was kept)", registry=self.registry)
         ProcessCollector(registry=self.registry)
         self._timings: DelegateTimings | None = None
         self._teardown: TeardownCounts | None = None

@@ -1,8 +1,10 @@
-"""Pod events posted off the request path, so an ADD never waits for them."""
+"""Pod and Node events posted off the request path, so an ADD never waits for them."""
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
 import queue
 import threading
 from collections.abc import Mapping
@@ -13,6 +15,40 @@ from multinet.k8s.client import Kube
 log = logging.getLogger("multinet.k8s.events")
 
 _STOP = object()
+NODE_EVENT_NAMESPACE = "default"  # where the kubelet posts a Node's events too
+
+
+def node_event_body(node: str, reason: str, message: str, event_type: str) -> dict[str, Any]:
+    """A core/v1 Event about the Node `node` (its involvedObject has no namespace)."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{node}.", "namespace": NODE_EVENT_NAMESPACE},
+        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node},
+        "reason": reason, "message": message[:1024], "type": event_type,
+        "source": {"component": "multinet", "host": node},
+        "reportingComponent": "multinet", "reportingInstance": node,
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    }
+
+
+def post_node_event(kube: Any, node: str, reason: str, message: str,
+                    event_type: str = "Warning") -> None:
+    """POST the event with the KubeClient under `kube` (a cache or wrapper keeps it
+    as `.client`); an API error is logged, never raised."""
+    client = kube
+    while not hasattr(client, "core") and hasattr(client, "client"):
+        client = client.client
+    body = node_event_body(node or os.environ.get("NODE_NAME", "") or "unknown", reason,
+                           message, event_type)
+    getattr(client, "on_request", lambda what: None)("POST event")
+    try:
+        response = client.core.create_namespaced_event(
+            NODE_EVENT_NAMESPACE, body, _preload_content=False,
+            _request_timeout=getattr(client, "timeout", 5.0))
+        response.release_conn()
+    except Exception as exc:  # an event is never worth a crash
+        log.warning("node event %s not recorded: %s", reason, exc)
 
 ADDED_INTERFACE = "AddedInterface"
 REMOVED_INTERFACE = "RemovedInterface"
@@ -56,6 +92,13 @@ class BackgroundEvents:
         except queue.Full:
             log.warning("event queue full: dropped %s %s", reason, message)
 
+    def create_node_event(self, node: str, reason: str, message: str,
+                          event_type: str = "Warning") -> None:
+        try:
+            self._queue.put_nowait(("node", node, reason, message, event_type))
+        except queue.Full:
+            log.warning("event queue full: dropped %s %s", reason, message)
+
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every queued event was posted (or timeout)."""
         done = threading.Event()
@@ -78,6 +121,9 @@ class BackgroundEvents:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if item[0] == "node":
+                post_node_event(self.kube, *item[1:])
+                continue
             pod, reason, message, event_type = item
             if pod is None:
                 message.set()  # a flush marker

@@ -31,6 +31,9 @@ DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
 # Multus' `deviceID` is no NPWG key; extension keys are reverse-DNS named (NPWG
 # 4.1.2.1), so multinet also reads it under its own name. docs/annotations.md.
 DEVICE_ID_KEYS = ("deviceID", "io.multinet.deviceID")
+# Per-interface policy routing for this element, overriding the NAD and the node
+# (docs/policy-routing.md): true or false.
+POLICY_ROUTING_KEY = "io.multinet.policyRouting"
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}")
@@ -56,6 +59,7 @@ _OPTIONAL_KEYS = (
     "infiniband-guid",
     "ipam-claim-reference",
     *DEVICE_ID_KEYS,
+    POLICY_ROUTING_KEY,
 )
 _OPTIONAL_STRINGS = frozenset(
     {
@@ -87,6 +91,8 @@ class NetworkSelection:
     infiniband_guid: str | None = None
     ipam_claim_reference: str | None = None
     device_id: str | None = None
+    # None: the element does not say; the NAD's or the node's choice applies.
+    policy_routing: bool | None = None
     # 1-based position in the annotation; 0 when the selection did not come from one.
     position: int = 0
 
@@ -207,6 +213,7 @@ _TYPE_WORDS = {
     "array": "a list",
     "object": "an object",
     "integer": "an integer",
+    "boolean": "true or false",
 }
 
 
@@ -350,6 +357,7 @@ def _build(element: dict[str, Any], pod_namespace: str, position: int) -> Networ
         infiniband_guid=element.get("infiniband-guid"),
         ipam_claim_reference=element.get("ipam-claim-reference"),
         device_id=next((element[k] for k in DEVICE_ID_KEYS if k in element), None),
+        policy_routing=element.get(POLICY_ROUTING_KEY),
         position=position,
     )
 

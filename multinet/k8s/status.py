@@ -6,6 +6,8 @@ mac, mtu, default, dns, device-info, gateway; each entry json.MarshalIndent-ed w
 spaces and the entries joined by "," inside "[...]"), so tools that read Multus' output
 byte for byte keep working. Where the spec and Multus differ we follow the spec:
 `default` is always written, and the spec key `default-route` is added when requested.
+Policy routing an attachment got is shown under a reverse-DNS extension key
+(POLICY_ROUTING_KEY), written last, so readers of the spec's keys see nothing new.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections.abc import Iterable
 from typing import Any
 
 NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
+# {"table": N, "priority": P, "from": [addresses]}: docs/policy-routing.md.
+POLICY_ROUTING_KEY = "io.multinet.policyRouting"
+MAIN_TABLE = 254
 
 _DNS_KEYS = ("nameservers", "domain", "search", "options")
 # Go's encoder escapes these inside strings; doing the same keeps the bytes equal.
@@ -81,8 +86,8 @@ def _default_gateways(result: dict[str, Any], chosen: list[dict[str, Any]]) -> l
     out = []
     for route in result.get("routes") or []:
         dst = ipaddress.ip_network(route.get("dst", ""), strict=False)
-        if dst.prefixlen != 0:
-            continue
+        if dst.prefixlen != 0 or route.get("table", MAIN_TABLE) != MAIN_TABLE:
+            continue  # a policy-routing table's default route is no pod gateway
         gateway = route.get("gw") or by_family.get(dst.version)
         if gateway:
             out.append(_bare_ip(gateway))
@@ -96,6 +101,7 @@ def status_entry(
     is_default: bool,
     default_route: list[str] | None = None,
     device_info: dict[str, Any] | None = None,
+    policy_routing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One network-status entry built from a canonical (1.1.0-shaped) result.
 
@@ -128,6 +134,8 @@ def status_entry(
         entry["gateway"] = gateways
     if default_route is not None:
         entry["default-route"] = list(default_route)
+    if policy_routing:
+        entry[POLICY_ROUTING_KEY] = dict(policy_routing)
     return entry
 
 

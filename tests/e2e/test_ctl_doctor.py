@@ -20,7 +20,6 @@ from pyroute2 import IPRoute
 from support.k8s import cni_args, nad_obj, pod_obj
 
 from multinet.cli.ctl.main import main
-from multinet.cli.ctl.podsource import CONFIG_ENV
 from multinet.testing import configs
 from multinet.testing.netns import run_in_netns
 
@@ -29,13 +28,7 @@ MULTINETCTL = os.path.join(os.path.dirname(sys.executable), "multinetctl")
 ORPHAN_ID = "0badc0ffee" * 4
 
 
-@pytest.fixture(autouse=True)
-def node_daemon_config(monkeypatch, workdir):
-    """The daemon config multinetctl reads by default: this test's, never the machine's."""
-    path = os.path.join(workdir, "daemon-config.json")
-    with open(path, "w") as handle:
-        handle.write("{}")
-    monkeypatch.setenv(CONFIG_ENV, path)
+pytestmark = pytest.mark.usefixtures("ctl_daemon_config")
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from support.daemon import Daemon
 from support.k8s import NODE, nad_obj
+from support.waiting import wait_for
 
 from multinet.attach.record import RecordStore
 from multinet.testing import configs
@@ -28,13 +28,6 @@ def daemon(cnode, workdir):
     made = Daemon(cnode.ns, os.path.join(workdir, "daemon"), cniDir=cnode.cni_dir)
     yield made
     made.kill()
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def ctl(*argv: str, netns: str = "") -> subprocess.CompletedProcess:

@@ -19,6 +19,7 @@ import pytest
 from support.daemon import Daemon, finish, metric
 from support.k8s import NODE, cni_args, nad_obj, pod_obj
 from support.plugin import REPO
+from support.waiting import wait_for
 
 from multinet.testing import configs
 
@@ -42,13 +43,6 @@ def slow_conf(cnode, workdir, seconds: float) -> tuple[dict, str, str]:
     slow = {"cniVersion": "1.0.0", "name": "slow", "type": "recorder", "recordFile": record,
             "sleep": seconds, "pidFile": pid_file}
     return cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), slow]), record, pid_file
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def read_calls(path: str) -> list[dict]:

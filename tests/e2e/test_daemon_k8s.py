@@ -9,15 +9,9 @@ import time
 import pytest
 from support.daemon import Daemon, metric
 from support.k8s import NODE, cni_args, nad_obj, pod_obj
+from support.waiting import wait_for
 
 from multinet.testing import configs
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture

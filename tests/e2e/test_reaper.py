@@ -10,20 +10,13 @@ import time
 import pytest
 from support.daemon import Daemon, metric
 from support.k8s import NODE, cni_args, nad_obj, pod_obj
+from support.waiting import wait_for
 
 from multinet.testing import configs
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def sample(daemon, name: str, **labels: str) -> float:
     return metric(daemon.http("/metrics")[1], name, **labels) or 0
-
 
 
 @pytest.fixture

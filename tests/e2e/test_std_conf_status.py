@@ -9,18 +9,11 @@ cluster network's plugins are asked).
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 from support.daemon import Daemon
 from support.k8s import NODE, nad_obj
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+from support.waiting import wait_for
 
 
 @pytest.fixture

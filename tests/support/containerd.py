@@ -191,8 +191,10 @@ class Containerd:
 
     # -- CRI calls -----------------------------------------------------------------------
 
-    def run_pod(self, name: str, namespace: str = "default", timeout: float = 120) -> Pod:
-        uid = str(uuid.uuid4())
+    def run_pod(self, name: str, namespace: str = "default", timeout: float = 120,
+                uid: str = "") -> Pod:
+        """RunPodSandbox as the kubelet does; `uid` is the API pod's, when there is one."""
+        uid = uid or str(uuid.uuid4())
         config = self.messages.PodSandboxConfig(
             metadata=self.messages.PodSandboxMetadata(name=name, uid=uid,
                                                       namespace=namespace, attempt=0),

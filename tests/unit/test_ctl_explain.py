@@ -27,13 +27,7 @@ DEFAULT_NET = "v1.multus-cni.io/default-network"
 MULTINETCTL = os.path.join(os.path.dirname(sys.executable), "multinetctl")
 
 
-@pytest.fixture(autouse=True)
-def node_daemon_config(monkeypatch, workdir):
-    """The daemon config multinetctl reads by default: this test's, never the machine's."""
-    path = os.path.join(workdir, "daemon-config.json")
-    with open(path, "w") as handle:
-        handle.write("{}")
-    monkeypatch.setenv(CONFIG_ENV, path)
+pytestmark = pytest.mark.usefixtures("ctl_daemon_config")
 
 
 @pytest.fixture
