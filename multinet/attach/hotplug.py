@@ -348,6 +348,7 @@ def _policy_routing(conf: MultinetConf, store: RecordStore, record: Record,
         for state, result in zip(attached, change.results, strict=True):
             if state in change.added:
                 add.set_up_policy_routing(record.netns, conf, store, record, state, result)
+        change.policy_routing = [s.policy_routing for s in attached]
     except CNIError as err:
         new = change.added
         left, undo_err = _unplug(conf, record, list(reversed(new)), base_env)

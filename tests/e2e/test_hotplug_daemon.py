@@ -310,6 +310,28 @@ def test_a_failed_unplug_keeps_the_interface_and_says_so(scene):
     scene.cnode.assert_clean(scene.pod)
 
 
+def test_a_hotplugged_network_gets_its_policy_routing_and_unplug_removes_it(scene):
+    def rules() -> list[tuple[int, str]]:
+        return [(r["priority"], str(r["table"])) for r in scene.pod.ip_json(
+            "-4", "rule", "show") if r.get("src") == "198.18.22.2"]
+
+    scene.start_pod("net-a")
+    scene.edit('[{"name":"net-a"},{"name":"net-b","io.multinet.policyRouting":true}]')
+    wait_for(lambda: "net2" in scene.ifaces() and rules(), what="net2 and its rule")
+    table = 10000 + scene.pod.links()["net2"]["ifindex"]
+    assert rules() == [(30000, str(table))]
+    wait_for(lambda: len(network_status(scene.api.get("Pod", NS, "p1"))) == 3, what="status")
+    entry = network_status(scene.api.get("Pod", NS, "p1"))[2]
+    assert entry["interface"] == "net2"
+    assert entry["io.multinet.policyRouting"]["table"] == table
+    scene.edit("net-a")
+    wait_for(lambda: "net2" not in scene.ifaces(), what="net2 unplugged")
+    assert rules() == []
+    assert scene.pod.ip_json("-4", "route", "show", "table", str(table)) == []
+    scene.delete()
+    scene.cnode.assert_clean(scene.pod)
+
+
 def test_hotplug_false_does_nothing(cnode, api, pod, workdir):
     made = Scene(cnode, api, pod, workdir, hotplug=False)
     try:
