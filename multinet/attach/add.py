@@ -68,6 +68,7 @@ def run_add(
             attachments=[AttachmentState(a) for a in plan],
             pod=dict(pod or {}),
             plugin_dirs=list(conf.plugin_dirs(request.path)),  # for the daemon's reaper
+            conf={k: v for k, v in conf.raw.items() if k != "prevResult"},  # for hot-plug
         )
         try:
             store.write(record)  # the intent: from here on, DEL knows what to undo

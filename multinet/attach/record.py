@@ -85,6 +85,9 @@ class Record:
     # Read back from a previous version at some point: what completed ADD is not
     # known any more, so every attachment counts as completed (kept when rewritten).
     recovered: bool = False
+    # The multinet config ADD planned with (prevResult left out): what a hot-plug of
+    # this sandbox plans with (attach/hotplug.py). Empty in records written before it.
+    conf: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +100,7 @@ class Record:
             "pod": self.pod,
             "pluginDirs": list(self.plugin_dirs),
             "recovered": self.recovered,
+            "conf": self.conf,
             "attachments": [
                 {**a.attachment.to_record(), "result": a.result,
                  "delFailures": a.del_failures, "firstDelFailure": a.first_del_failure,
@@ -131,6 +135,7 @@ class Record:
             pod=pod,
             plugin_dirs=dirs,
             recovered=data.get("recovered", False) is True,
+            conf=_typed(data, "conf", dict, {}),
             attachments=[_attachment_state(a) for a in _typed(data, "attachments", list, [])],
         )
 

@@ -37,7 +37,7 @@ MAX_CONCURRENCY = 1024
 DAEMON_KEYS = frozenset({
     "socketPath", "socketDir", "metricsAddress", "metricsPort", "maxConcurrency",
     "connectionLimit", "nodeName", "logFile", "logLevel", "logToStderr",
-    "shutdownGraceSeconds", "reaperIntervalSeconds",
+    "shutdownGraceSeconds", "reaperIntervalSeconds", "hotplug",
     # Configuring around the primary CNI (daemon/autoconf.py), with Multus' names.
     "multusConfigFile", "cniConfigDir", "multusAutoconfigDir", "multusMasterCNI",
     "cleanupConfigOnExit", "autoconfigPollSeconds",
@@ -78,6 +78,7 @@ class DaemonConfig:
     log_to_stderr: bool | None = None  # None: stderr when there is no log file
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     reaper_interval: float = DEFAULT_REAPER_INTERVAL
+    hotplug: bool = True  # follow pods' networks annotation (daemon/hotplug.py)
     overlay: Mapping[str, Any] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
     autoconf: AutoconfSettings | None = None  # None: the CNI config is written by hand
@@ -185,7 +186,11 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     log_to_stderr = raw.get("logToStderr")
     if log_to_stderr is not None and not isinstance(log_to_stderr, bool):
         raise ConfigError(f"logToStderr: expected a boolean, got {log_to_stderr!r}")
+    hotplug = raw.get("hotplug", True)
+    if not isinstance(hotplug, bool):
+        raise ConfigError(f"hotplug: expected a boolean, got {hotplug!r}")
     return DaemonConfig(
+        hotplug=hotplug,
         socket_path=socket_path,
         metrics_address=_typed(raw, "metricsAddress", str, DEFAULT_METRICS_ADDRESS),
         metrics_port=port,

@@ -25,6 +25,7 @@ from multinet.daemon.config import ConfigError, DaemonConfig, load_config
 from multinet.daemon.confwatch import ConfigKeeper
 from multinet.daemon.dispatch import Dispatcher
 from multinet.daemon.health import Endpoints
+from multinet.daemon.hotplug import HotPlugger
 from multinet.daemon.jsonlog import setup as setup_logging
 from multinet.daemon.metrics import Metrics
 from multinet.daemon.reaper import Reaper, TeardownEvents
@@ -72,6 +73,9 @@ class Daemon:
         self.reaper = Reaper(config.overlay, self.kube, interval=config.reaper_interval,
                              on_pass=self.metrics.reaper_passes.inc)
         self.teardown_events: TeardownEvents | None = None
+        self.hotplug: HotPlugger | None = None
+        if config.hotplug and self.kube is not None:
+            self.hotplug = HotPlugger(config.overlay, self.kube, metrics=self.metrics)
         self.keeper: ConfigKeeper | None = None
         if config.autoconf is not None:
             self.keeper = ConfigKeeper(
@@ -127,9 +131,11 @@ class Daemon:
             self.keeper.start()
         self.server.start()  # first: the socket path is what two daemons would fight over
         write_overlay(self.config)
+        if self.hotplug is not None and not self.hotplug.start():
+            self.hotplug = None
         start = getattr(self.kube, "start", None)
         if start is not None:
-            start()
+            start()  # after hot-plug listens: the first LIST queues every cached pod
         self.reaper.start()  # after the caches: it asks them whether a pod is gone
         if self.config.metrics_port:
             self.endpoints = Endpoints(self.config.metrics_address, self.config.metrics_port,
@@ -148,6 +154,8 @@ class Daemon:
         log.info("stopping: %d request(s) to finish, %.0fs at most",
                  self.server.pending, self.config.shutdown_grace)
         self.reaper.stop()
+        if self.hotplug is not None:
+            self.hotplug.stop()
         if self.keeper is not None:
             # Before the drain: no new pod should be sent here while we finish.
             self.keeper.stop(cleanup=self.config.autoconf.cleanup_on_exit)

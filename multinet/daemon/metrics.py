@@ -75,6 +75,11 @@ class Metrics:
         self.temp_files_removed = Counter(
             "multinet_stale_temp_files_removed",
             "Temp files of interrupted record writes removed", registry=self.registry)
+        self.hotplug_operations = Counter(
+            "multinet_hotplug_operations",
+            "Hot-plug reconciles of a running pod's networks, by result "
+            "(ok, noop, refused, failed, skipped: no fully added sandbox, or the pod is being "
+            "deleted)", ["result"], registry=self.registry)
         self.autoconf_writes = Counter(
             "multinet_autoconf_writes",
             "Writes of the generated CNI config, by reason (generated, primary changed, "

@@ -29,11 +29,14 @@ from typing import Any
 
 from multinet.cni.errors import CNIError
 from multinet.k8s.client import NAD_GROUP, NAD_PLURAL, NAD_VERSION, KubeClient
-from multinet.k8s.watch import Obj, Reflector
+from multinet.k8s.watch import Obj, Reflector, key_of
 
 log = logging.getLogger("multinet.k8s.cache")
 
-_META_KEYS = ("name", "namespace", "uid", "resourceVersion")
+# deletionTimestamp: a pod being deleted is never hot-plugged (daemon/hotplug.py).
+_META_KEYS = ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
+# (the object as held before, as held after): None for absent. Called off the lock.
+PodListener = Callable[[Obj | None, Obj | None], None]
 
 
 def _intern(value: Any) -> Any:
@@ -63,6 +66,42 @@ def slim_nad(obj: Mapping[str, Any]) -> Obj:
             "spec": dict(obj.get("spec") or {})}
 
 
+class _NotifyingReflector(Reflector):
+    """A Reflector that tells listeners what changed: every object after a LIST (as
+    new: a relist may hide any change), each watch event's before and after."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listeners: list[PodListener] = []
+
+    def _notify(self, old: Obj | None, new: Obj | None) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(old, new)
+            except Exception:  # a listener never stops the watch
+                log.exception("%s: change listener failed", self.name)
+
+    def _relist(self) -> str:
+        rv = super()._relist()
+        if self.listeners:
+            with self.changed:
+                items = list(self._items.values())
+            for obj in items:
+                self._notify(None, obj)
+        return rv
+
+    def _apply(self, event: Obj, rv: str) -> str:
+        if not self.listeners:
+            return super()._apply(event, rv)
+        key = key_of(event.get("object") or {})
+        old = self.get(*key)
+        new_rv = super()._apply(event, rv)
+        new = self.get(*key)
+        if new is not old:
+            self._notify(old, new)
+        return new_rv
+
+
 class CachedKube:
     """A ``Kube`` that reads from watch caches and writes through ``client``."""
 
@@ -76,12 +115,20 @@ class CachedKube:
                    "backoff_cap": backoff_cap}
         self.pods: Reflector | None = None
         if node_name:
-            self.pods = Reflector("pods", self._list_pods, self._watch_pods, slim_pod,
+            self.pods = _NotifyingReflector("pods", self._list_pods, self._watch_pods, slim_pod,
                                   **options)
         else:
             log.warning("no node name given: pods are not cached, every ADD reads its pod "
                         "from the API")
         self.nads = Reflector("nads", self._list_nads, self._watch_nads, slim_nad, **options)
+
+    def on_pod_change(self, listener: PodListener) -> bool:
+        """Call `listener(old, new)` on every change to a cached pod; False when pods
+        are not cached (no node name)."""
+        if not isinstance(self.pods, _NotifyingReflector):
+            return False
+        self.pods.listeners.append(listener)
+        return True
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -50,6 +50,16 @@ def post_node_event(kube: Any, node: str, reason: str, message: str,
     except Exception as exc:  # an event is never worth a crash
         log.warning("node event %s not recorded: %s", reason, exc)
 
+ADDED_INTERFACE = "AddedInterface"
+REMOVED_INTERFACE = "RemovedInterface"
+HOTPLUG_FAILED = "NetworkHotplugFailed"
+
+
+def interface_message(verb: str, ifname: str, addresses: list[str], network: str) -> str:
+    """An AddedInterface/RemovedInterface message, worded as Multus words the first:
+    "Add net1 [198.18.0.5/24] from ns/net" (verb "Add" or "Remove")."""
+    return f"{verb} {ifname} [{', '.join(addresses)}] from {network}"
+
 
 class BackgroundEvents:
     """Wraps a Kube: everything passes through, except that create_event only

@@ -1,0 +1,191 @@
+"""The hot-plug watcher: pods whose networks annotation changed, one worker per pod.
+
+The pod watch cache tells us of every change; a pod is queued when its
+`k8s.v1.cni.cncf.io/networks` differs from what the cache held before, and every
+cached pod once after each LIST (so a daemon restart, or a watch that had to
+relist, converges). A small pool of its own threads does the work, never the
+request workers. A pod is queued at most once; an edit arriving while its pod is
+being worked on queues it again for afterwards, and the worker reads the pod from
+the cache when it starts: a burst of edits coalesces to the latest annotation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from multinet.attach import hotplug
+from multinet.attach.conf import DEFAULT_CNI_DIR
+from multinet.attach.record import RecordStore
+from multinet.cni.errors import CNIError
+from multinet.k8s.selection import NETWORKS_ANNOTATION
+
+log = logging.getLogger("multinet.daemon.hotplug")
+
+DEFAULT_WORKERS = 2
+# A pod whose sandbox is still being added is looked at again this often, this many
+# times (the runtime's ADD deadline is a few minutes).
+RETRY_SECONDS = 1.0
+RETRY_ATTEMPTS = 240
+Key = tuple[str, str]
+
+
+def _networks(pod: Mapping[str, Any] | None) -> str | None:
+    if pod is None:
+        return None
+    return ((pod.get("metadata") or {}).get("annotations") or {}).get(NETWORKS_ANNOTATION, "")
+
+
+class HotPlugger:
+    def __init__(self, overlay: Mapping[str, Any], kube: Any, *, metrics: Any | None = None,
+                 workers: int = DEFAULT_WORKERS, environ: Mapping[str, str] | None = None,
+                 status_retry: float = 3.0) -> None:
+        self.overlay = dict(overlay)
+        cni_dir = self.overlay.get("cniDir", DEFAULT_CNI_DIR)
+        self.cni_dir = cni_dir if isinstance(cni_dir, str) else DEFAULT_CNI_DIR
+        self.kube = kube
+        self.metrics = metrics
+        self.workers = max(1, workers)
+        self.environ = dict(os.environ if environ is None else environ)
+        self.status_retry = status_retry
+        self._queue: queue.Queue[Key | None] = queue.Queue()
+        self._guard = threading.Lock()
+        self._queued: set[Key] = set()
+        self._running: set[Key] = set()
+        self._again: set[Key] = set()
+        self._retries: dict[Key, int] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    def start(self) -> bool:
+        """Follow the pod cache; False (and nothing started) when pods are not cached."""
+        subscribe = getattr(self.kube, "on_pod_change", None)
+        if subscribe is None or not subscribe(self.on_pod_change):
+            log.warning("hot-plug off: the daemon does not watch this node's pods")
+            return False
+        for n in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"hotplug-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return True
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def idle(self) -> bool:
+        """Nothing queued or running (tests wait on it)."""
+        with self._guard:
+            return not (self._queued or self._running)
+
+    # -- queueing ---------------------------------------------------------------------------
+
+    def on_pod_change(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
+        if new is None:
+            return  # deleted: its sandbox's DEL does the rest
+        if old is not None and _networks(old) == _networks(new):
+            return
+        meta = new.get("metadata") or {}
+        self.enqueue((meta.get("namespace", ""), meta.get("name", "")))
+
+    def enqueue(self, key: Key) -> None:
+        with self._guard:
+            if key in self._running:
+                self._again.add(key)
+                return
+            if key in self._queued:
+                return
+            self._queued.add(key)
+        self._queue.put(key)
+
+    def _work(self) -> None:
+        while True:
+            key = self._queue.get()
+            if key is None or self._stopping.is_set():
+                return
+            with self._guard:
+                self._queued.discard(key)
+                self._running.add(key)
+            try:
+                self.handle(*key)
+            except Exception:  # one pod's failure never ends the worker
+                log.exception("hot-plug of pod %s/%s failed unexpectedly", *key)
+                self._count("failed")
+            finally:
+                with self._guard:
+                    self._running.discard(key)
+                    again = key in self._again
+                    self._again.discard(key)
+            if again:
+                self.enqueue(key)
+
+    # -- one pod ------------------------------------------------------------------------------
+
+    def handle(self, namespace: str, name: str) -> hotplug.Change | None:
+        pods = getattr(self.kube, "pods", None)
+        pod = pods.get(namespace, name) if pods is not None else None
+        if pod is None:
+            return None
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            log.debug("pod %s/%s is being deleted: no hot-plug", namespace, name)
+            self._count("skipped")
+            return None
+        record = None
+        if os.path.isdir(self.cni_dir):
+            store = RecordStore(self.cni_dir)
+            record = hotplug.find_record(store, namespace, name, meta.get("uid", ""))
+            if record is None and hotplug.adding(store, namespace, name, meta.get("uid", "")):
+                # Its ADD planned with the annotation it read: look again once it is done.
+                self._retry_later((namespace, name))
+        if record is None:
+            self._count("skipped")  # not started here yet, or not fully added
+            return None
+        with self._guard:
+            self._retries.pop((namespace, name), None)
+        try:
+            conf = hotplug.record_conf(record, self.overlay)
+        except CNIError as err:
+            log.error("hot-plug of pod %s/%s: its recorded config is unusable: %s",
+                      namespace, name, err.msg)
+            self._count("failed")
+            return None
+        change = hotplug.reconcile(conf, record.container_id, pod, self.kube, self.environ)
+        if change is None:
+            self._count("skipped")  # the sandbox's DEL came first
+            return None
+        self._count(change.result)
+        if change.result != "noop":
+            log.info("hot-plug of pod %s/%s (container %s): %s; removed %s, added %s%s",
+                     namespace, name, record.container_id, change.result,
+                     [s.attachment.ifname for s in change.removed],
+                     [s.attachment.ifname for s in change.added],
+                     f": {change.error.msg}" if change.error else "")
+        hotplug.publish(self.kube, pod, change, self.status_retry)
+        return change
+
+    def _retry_later(self, key: Key) -> None:
+        """Queue `key` again in RETRY_SECONDS, at most RETRY_ATTEMPTS times in a row."""
+        with self._guard:
+            attempts = self._retries.get(key, 0) + 1
+            if attempts > RETRY_ATTEMPTS or self._stopping.is_set():
+                self._retries.pop(key, None)
+                log.warning("pod %s/%s: its sandbox is still being added after %d tries; "
+                            "the next edit or daemon start applies the annotation", *key,
+                            RETRY_ATTEMPTS)
+                return
+            self._retries[key] = attempts
+        timer = threading.Timer(RETRY_SECONDS, self.enqueue, args=(key,))
+        timer.daemon = True
+        timer.start()
+
+    def _count(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.hotplug_operations.labels(result).inc()
