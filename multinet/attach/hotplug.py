@@ -52,7 +52,7 @@ from multinet.k8s.selection import (
     NetworkSelection,
     parse_networks_annotation,
 )
-from multinet.k8s.status import NETWORK_STATUS_ANNOTATION, network_status_json
+from multinet.k8s.status import network_status_json
 
 log = logging.getLogger("multinet.hotplug")
 
@@ -499,15 +499,6 @@ def publish(kube: Kube, pod: Mapping[str, Any], change: Change, retry_for: float
     """Status first (what the pod has), then the events; nothing when nothing changed."""
     if not change.changed and change.error is None:
         return
-    meta = pod.get("metadata") or {}
-    patch = {"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: status_value(change)}}}
     events = change_events(change)
-    try:
-        kube.patch_pod_status(meta.get("namespace", ""), meta.get("name", ""), patch,
-                              retry_for=retry_for)
-    except CNIError as err:
-        log.error("network-status for %s/%s not written: %s", meta.get("namespace"),
-                  meta.get("name"), err.msg)
-        events.append(("NetworkStatusFailed",
-                       f"network-status annotation not written: {err.msg}", "Warning"))
+    events += report.patch_network_status(kube, pod, status_value(change), retry_for)
     report.send_events(kube, dict(pod), events)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from multinet.attach import deviceinfo, policyroute
@@ -43,8 +43,15 @@ def added_interface_events(outcome: AddOutcome) -> list[Event]:
 def publish_status(kube: Kube, pod: dict[str, Any], outcome: AddOutcome,
                    retry_for: float) -> list[Event]:
     """PATCH the pod's network-status; a failure is an event, never a failed ADD."""
-    meta = pod.get("metadata", {})
-    value = network_status_json(status_entries(outcome))
+    return patch_network_status(kube, pod, network_status_json(status_entries(outcome)),
+                                retry_for)
+
+
+def patch_network_status(kube: Kube, pod: Mapping[str, Any], value: str,
+                         retry_for: float) -> list[Event]:
+    """Write `value` as the pod's network-status; a failure comes back as a Warning
+    event to post, never as an exception."""
+    meta = pod.get("metadata") or {}
     patch = {"metadata": {"annotations": {NETWORK_STATUS_ANNOTATION: value}}}
     try:
         kube.patch_pod_status(meta.get("namespace", ""), meta.get("name", ""), patch,
