@@ -119,19 +119,19 @@ def test_add_then_remove_keeps_the_other_names(scene):
     net2_ip = scene.pod.addresses("net2")
 
     scene.edit("net-a, net-b, net-c")
-    wait_for(lambda: "net3" in scene.ifaces(), what="net3 plugged")
+    # The record completes once the plugin is done: the interface is whole by then.
+    wait_for(lambda: scene.record()[1:] == [("ns1/net-a", "net1"), ("ns1/net-b", "net2"),
+                                            ("ns1/net-c", "net3")], what="net3 plugged")
     assert scene.pod.addresses("net3") == ["198.18.23.2/24"]
-    assert scene.record()[1:] == [("ns1/net-a", "net1"), ("ns1/net-b", "net2"),
-                                  ("ns1/net-c", "net3")]
     wait_for(lambda: ("ns1/net-c", "net3", None) in scene.status(), what="status of net3")
     wait_for(lambda: "Add net3 [198.18.23.2/24] from ns1/net-c" in
              scene.events("AddedInterface"), what="AddedInterface")
 
     scene.edit("net-b, net-c")  # net1 goes; net2 and net3 keep their names
-    wait_for(lambda: "net1" not in scene.ifaces(), what="net1 unplugged")
+    wait_for(lambda: scene.record()[1:] == [("ns1/net-b", "net2"), ("ns1/net-c", "net3")],
+             what="net1 unplugged")
     assert scene.ifaces() == {"eth0", "net2", "net3"}
     assert scene.pod.addresses("net2") == net2_ip
-    assert scene.record()[1:] == [("ns1/net-b", "net2"), ("ns1/net-c", "net3")]
     wait_for(lambda: [n for n, _, _ in scene.status()] ==
              ["kube-system/cluster", "ns1/net-b", "ns1/net-c"], what="status without net-a")
     wait_for(lambda: scene.events("RemovedInterface") ==
@@ -140,9 +140,9 @@ def test_add_then_remove_keeps_the_other_names(scene):
         "net-a's address released"
 
     scene.edit("net-b, net-c, net-a")  # a new one takes the lowest free name
-    wait_for(lambda: "net1" in scene.ifaces(), what="net-a back on net1")
-    assert scene.record()[1:] == [("ns1/net-b", "net2"), ("ns1/net-c", "net3"),
-                                  ("ns1/net-a", "net1")]
+    wait_for(lambda: scene.record()[1:] == [("ns1/net-b", "net2"), ("ns1/net-c", "net3"),
+                                            ("ns1/net-a", "net1")], what="net-a back on net1")
+    assert "net1" in scene.ifaces()
     scene.delete()
     scene.cnode.assert_clean(scene.pod)
 
@@ -163,9 +163,9 @@ def test_pod_without_annotation_gets_networks_later(scene):
     scene.start_pod(None)
     assert scene.ifaces() == {"eth0"}
     scene.edit("net-b")
-    wait_for(lambda: "net1" in scene.ifaces(), what="net1 plugged")
+    wait_for(lambda: scene.record() == [("kube-system/cluster", "eth0"), ("ns1/net-b", "net1")],
+             what="net1 plugged")
     assert scene.pod.addresses("net1") == ["198.18.22.2/24"]
-    assert scene.record() == [("kube-system/cluster", "eth0"), ("ns1/net-b", "net1")]
     wait_for(lambda: ("ns1/net-b", "net1", None) in scene.status(), what="status")
     scene.delete()
     scene.cnode.assert_clean(scene.pod)
@@ -277,8 +277,9 @@ def test_an_edit_during_the_pods_add_is_applied_once_it_is_done(scene):
              ("ns1/slow", "net1") in scene.record(completed=False), what="the ADD running")
     scene.edit("slow, net-b")  # the ADD has planned already: it attaches slow only
     finish(adding).ok()
-    wait_for(lambda: "net2" in scene.ifaces(), what="net-b plugged after the ADD")
-    assert scene.record()[1:] == [("ns1/slow", "net1"), ("ns1/net-b", "net2")]
+    wait_for(lambda: scene.record()[1:] == [("ns1/slow", "net1"), ("ns1/net-b", "net2")],
+             what="net-b plugged after the ADD")
+    assert "net2" in scene.ifaces()
     scene.delete()
     scene.cnode.assert_clean(scene.pod)
 
