@@ -12,9 +12,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from support.plugin import cni_env
+from support.waiting import wait_for
 
 from multinet.testing import configs
 from multinet.testing.procs import alive
@@ -39,15 +39,6 @@ def recorder(name: str, record: str, **knobs) -> dict:
             **knobs}
 
 
-
-
-def wait_for(predicate, seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_rollback_runs_del_from_the_failed_delegate_back_to_the_first(cnode, pod, workdir):
@@ -79,7 +70,7 @@ def test_a_delegate_past_its_timeout_is_killed_and_the_add_answers_11(cnode, pod
     assert "'slow'" in run.json["msg"] and "did not finish within 1s" in run.json["msg"]
     with open(pid_file) as handle:
         pid = int(handle.read())
-    assert wait_for(lambda: not alive(pid)), "the overrunning delegate was killed"
+    wait_for(lambda: not alive(pid), what="the overrunning delegate killed")
     assert calls(record) == [("DEL", "slow")], "rolled back, the timed-out one included"
     cnode.assert_clean(pod)
 
@@ -132,7 +123,8 @@ def test_check_of_an_add_that_never_finished_fails_and_del_cleans_up(cnode, pod,
         env=cni_env("ADD", "cunf", pod.path), start_new_session=True)
     proc.stdin.write(json.dumps(conf).encode())
     proc.stdin.close()
-    assert wait_for(lambda: os.path.exists(pid_file) and os.path.getsize(pid_file) > 0)
+    wait_for(lambda: os.path.exists(pid_file) and os.path.getsize(pid_file) > 0,
+             what="the delegate's pid file")
     with open(pid_file) as handle:
         pid = int(handle.read())
     os.killpg(proc.pid, signal.SIGKILL)
