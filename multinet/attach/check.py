@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from multinet.attach import delegates
 from multinet.attach.conf import MultinetConf
 from multinet.attach.lock import container_lock
+from multinet.attach.lockwait import lock_wait
 from multinet.attach.record import ADDED, RecordStore
 from multinet.cni import version as versions
 from multinet.cni.errors import INCOMPATIBLE_VERSION, UNKNOWN_CONTAINER, CNIError
@@ -20,7 +21,9 @@ def run_check(request: Request, conf: MultinetConf,
                        f'configuration version "{conf.cni_version}" does not support the '
                        "CHECK command")
     store = RecordStore(conf.cni_dir)
-    with container_lock(conf.cni_dir, request.container_id):
+    # Bounded as ADD and DEL are: a CHECK behind a long ADD answers 11 instead of
+    # holding a daemon worker until the runtime gives up on it.
+    with container_lock(conf.cni_dir, request.container_id, timeout=lock_wait(conf)):
         record = store.read(request.container_id)
         if record is None or record.state != ADDED:
             raise CNIError(UNKNOWN_CONTAINER,

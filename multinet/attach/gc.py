@@ -9,6 +9,7 @@ from typing import Any
 from multinet.attach.conf import MultinetConf
 from multinet.attach.delete import delete_record
 from multinet.attach.lock import forget_container_lock, gc_lock
+from multinet.attach.lockwait import lock_wait
 from multinet.attach.record import Record, RecordStore, UnreadableRecord
 from multinet.cni import invoke
 from multinet.cni import version as versions
@@ -44,7 +45,9 @@ def run_gc(request: Request, conf: MultinetConf,
     failures: list[CNIError] = []
     unknown = False  # a record of a live container could not be read
     removed = []
-    with gc_lock(conf.cni_dir):
+    # Bounded: behind another GC, or a stream of ADDs and DELs holding the lock
+    # shared, GC answers 11 and the runtime runs it again later.
+    with gc_lock(conf.cni_dir, timeout=lock_wait(conf)):
         store.remove_stale_temp_files(min_age=0)  # no write runs while GC holds this
         live: list[Record] = []
         for container_id in list(store.container_ids()):

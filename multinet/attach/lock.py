@@ -220,12 +220,18 @@ def forget_container_lock(cni_dir: str, container_id: str) -> None:
 
 
 @contextmanager
-def gc_lock(cni_dir: str) -> Iterator[None]:
-    """Exclusive: no ADD or DEL runs while GC does (CNI spec section 3, Lifecycle)."""
+def gc_lock(cni_dir: str, timeout: float | None = None) -> Iterator[None]:
+    """Exclusive: no ADD or DEL runs while GC does (CNI spec section 3, Lifecycle).
+
+    `timeout` bounds the wait (None: wait as long as it takes); past it, CNI error 11.
+    """
+    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    busy = (f"GC: another GC, or an operation on a container, still runs after "
+            f"{timeout:g}s" if timeout is not None else "")
     dir_fd = open_lock_dir(cni_dir)
     try:
-        fd = _acquire(dir_fd, GC_LOCK, fcntl.LOCK_EX, None,
-                      os.path.join(cni_dir, LOCK_DIR), "")
+        fd = _acquire(dir_fd, GC_LOCK, fcntl.LOCK_EX, deadline,
+                      os.path.join(cni_dir, LOCK_DIR), busy)
     finally:
         os.close(dir_fd)
     try:

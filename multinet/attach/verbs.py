@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -22,6 +21,7 @@ from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.delete import run_del
 from multinet.attach.gc import run_gc
 from multinet.attach.lock import container_lock
+from multinet.attach.lockwait import lock_wait
 from multinet.attach.plan import plan_from_delegates
 from multinet.attach.podadd import add_for_pod
 from multinet.attach.readiness import wait_until_ready
@@ -29,16 +29,11 @@ from multinet.attach.status import run_status
 from multinet.cni import version as versions
 from multinet.cni.cancel import Cancel
 from multinet.cni.errors import INTERNAL, CNIError
-from multinet.cni.invoke import DEFAULT_TIMEOUT
 from multinet.cni.request import Request, decode_config, request_from_env
 from multinet.k8s.client import Kube, KubeClient
 from multinet.k8s.podref import pod_ref
 
 log = logging.getLogger("multinet.verbs")
-
-# Beyond one delegate's time limit: a DEL waits this much longer for an ADD to stop.
-LOCK_MARGIN = 10.0
-
 
 def version_reply(request: Request) -> dict[str, Any]:
     """The versions we speak, in the version asked when we speak it, else the latest
@@ -84,12 +79,6 @@ def handle(request: Request, base_env: Mapping[str, str] | None = None,
     elif request.command == "STATUS":
         run_status(request, conf, kube, base_env=base_env)
     return None
-
-
-def lock_wait(conf: MultinetConf) -> float:
-    """How long ADD and DEL wait for the container's lock before answering 11."""
-    timeout = conf.delegate_timeout
-    return (timeout if math.isfinite(timeout) else DEFAULT_TIMEOUT) + LOCK_MARGIN
 
 
 def _add(request: Request, conf: MultinetConf, base_env: Mapping[str, str] | None,
