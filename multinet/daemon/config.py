@@ -18,7 +18,8 @@ from multinet.attach.conf import MAX_TIMEOUT_SECONDS, validate
 from multinet.cli.logs import LEVELS
 from multinet.cni import strictjson
 from multinet.cni.errors import CNIError
-from multinet.shim import DEFAULT_SOCKET
+from multinet.daemon.server import MAX_BUFFERED, MAX_CONNECTIONS
+from multinet.shim import DEFAULT_SOCKET, MAX_FRAME
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1"
 DEFAULT_METRICS_PORT = 9091
@@ -32,11 +33,15 @@ AUTO = "auto"
 CNI_CONFIG_EXTENSIONS = (".conflist", ".conf", ".json")
 # One worker thread each: far beyond what a node's pod churn needs, still a bounded cost.
 MAX_CONCURRENCY = 1024
+# maxBufferedBytes: at least one frame of the largest size; beyond a full frame on
+# every connection the bound could never bite.
+MIN_BUFFERED = MAX_FRAME
+MAX_BUFFERED_LIMIT = MAX_CONNECTIONS * MAX_FRAME
 
 # Settings of the daemon itself: never laid over a request.
 DAEMON_KEYS = frozenset({
     "socketPath", "socketDir", "metricsAddress", "metricsPort", "maxConcurrency",
-    "connectionLimit", "nodeName", "logFile", "logLevel", "logToStderr",
+    "connectionLimit", "maxBufferedBytes", "nodeName", "logFile", "logLevel", "logToStderr",
     "shutdownGraceSeconds", "reaperIntervalSeconds", "hotplug",
     # Configuring around the primary CNI (daemon/autoconf.py), with Multus' names.
     "multusConfigFile", "cniConfigDir", "multusAutoconfigDir", "multusMasterCNI",
@@ -72,6 +77,7 @@ class DaemonConfig:
     metrics_address: str = DEFAULT_METRICS_ADDRESS
     metrics_port: int = DEFAULT_METRICS_PORT  # 0: no HTTP endpoints
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    max_buffered_bytes: int = MAX_BUFFERED  # requests and answers the socket holds
     node_name: str = ""
     log_file: str = ""
     log_level: str = "info"
@@ -162,6 +168,10 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
                    raw.get("connectionLimit", DEFAULT_MAX_CONCURRENCY))
     if not 1 <= limit <= MAX_CONCURRENCY:
         raise ConfigError(f"maxConcurrency: must be from 1 to {MAX_CONCURRENCY}, got {limit}")
+    buffered = _typed(raw, "maxBufferedBytes", int, MAX_BUFFERED)
+    if not MIN_BUFFERED <= buffered <= MAX_BUFFERED_LIMIT:
+        raise ConfigError(f"maxBufferedBytes: must be from {MIN_BUFFERED} (one frame of the "
+                          f"largest size) to {MAX_BUFFERED_LIMIT}, got {buffered}")
     port = _typed(raw, "metricsPort", int, DEFAULT_METRICS_PORT)
     if not 0 <= port <= 65535:
         raise ConfigError(f"metricsPort: {port} is not a TCP port")
@@ -195,6 +205,7 @@ def parse_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         metrics_address=_typed(raw, "metricsAddress", str, DEFAULT_METRICS_ADDRESS),
         metrics_port=port,
         max_concurrency=limit,
+        max_buffered_bytes=buffered,
         node_name=node,
         log_file=_typed(raw, "logFile", str, ""),
         log_level=log_level,

@@ -68,7 +68,9 @@ class Daemon:
         self.dispatcher = Dispatcher(config.overlay, self.metrics, kube=self.kube,
                                      make_client=self._client)
         self.server = SocketServer(config.socket_path, self.dispatcher.answer,
-                                   config.max_concurrency)
+                                   config.max_concurrency,
+                                   max_buffered=config.max_buffered_bytes,
+                                   on_refused=self.metrics.request_refused)
         self.endpoints: Endpoints | None = None
         self.reaper = Reaper(config.overlay, self.kube, interval=config.reaper_interval,
                              on_pass=self.metrics.reaper_passes.inc)

@@ -96,6 +96,11 @@ class Metrics:
             "multinet_autoconf_primary_errors",
             "Times the primary CNI config was found unusable (the last good generated "
             "config was kept)", registry=self.registry)
+        self.requests_refused = Counter(
+            "multinet_requests_refused",
+            "Requests the socket refused unread with code 11, by reason (buffer_full: "
+            "their declared size would take the bytes buffered past maxBufferedBytes)",
+            ["reason"], registry=self.registry)
         ProcessCollector(registry=self.registry)
         self._timings: DelegateTimings | None = None
         self._teardown: TeardownCounts | None = None
@@ -103,6 +108,9 @@ class Metrics:
     def request_done(self, verb: str, code: int, seconds: float) -> None:
         self.requests.labels(verb, str(code)).inc()
         self.request_seconds.labels(verb).observe(seconds)
+
+    def request_refused(self, reason: str) -> None:
+        self.requests_refused.labels(reason).inc()
 
     def api_request(self, what: str) -> None:
         """Matches KubeClient's on_request: `what` is e.g. "GET pod"."""

@@ -7,6 +7,16 @@ or trickles its bytes, holds no worker: it holds one connection slot until its
 frame deadline. While a request is queued or handled, the loop watches its
 connection; if the caller hangs up, the request's `cancelled` event is set.
 
+Memory is bounded by `max_buffered`: the bytes of requests being read or handled
+plus answers waiting to be written. A request is counted at its declared size as
+soon as its header is in; one that would take the total past the bound is
+refused (code 11, "try again later") at once, its body read and dropped, so that
+a caller still sending it gets the answer. Refusing rather than waiting for room
+keeps every other connection moving and can never deadlock: nothing the loop
+holds waits on anything. An answer is never refused (its work is done); one
+larger than its request may take the total past the bound by the difference,
+and no new request is taken until it is written.
+
 Operations on one container are ordered by the engine's own file locks, not here.
 """
 
@@ -33,6 +43,7 @@ from multinet.shim import (
     HEADER_SIZE,
     INTERNAL,
     MAX_FRAME,
+    TRY_AGAIN_LATER,
     encode_answer,
     error_json,
 )
@@ -56,6 +67,14 @@ FD_RESERVE = 64
 FD_RESERVE_PER_WORKER = 16
 # A summary of dropped connections is logged at most this often.
 DROP_LOG_SECONDS = 10.0
+# Bytes of requests and answers held at once: four frames of the largest size, or
+# thousands of ordinary requests (a few KiB each); with the copies the workers make
+# while parsing, well inside the DaemonSet's 512 MiB memory limit.
+MAX_BUFFERED = 64 << 20
+# A refused request's body is read in pieces this large and dropped.
+DISCARD_CHUNK = 64 << 10
+# Why a request was refused unread, as the metric's label says it.
+REFUSED_BUFFER_FULL = "buffer_full"
 
 _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
@@ -152,6 +171,8 @@ class _Connection:
         self.cancelled = threading.Event()
         self.out = memoryview(b"")
         self.closed = False
+        self.held = 0  # bytes counted against the server's bound for it
+        self.discard = 0  # bytes of a refused request still to read and drop
 
 
 def _error_answer(code: int, msg: str) -> dict[str, Any]:
@@ -192,13 +213,17 @@ class SocketServer:
     def __init__(self, path: str, handler: Handler, max_concurrency: int,
                  max_connections: int = MAX_CONNECTIONS,
                  frame_deadline: float = FRAME_DEADLINE,
-                 write_deadline: float = WRITE_DEADLINE) -> None:
+                 write_deadline: float = WRITE_DEADLINE,
+                 max_buffered: int = MAX_BUFFERED,
+                 on_refused: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.handler = handler
         self.max_concurrency = max_concurrency
         self.max_connections = max_connections
         self.frame_deadline = frame_deadline
         self.write_deadline = write_deadline
+        self.max_buffered = max_buffered
+        self.on_refused = on_refused
         self.pool = ThreadPoolExecutor(max_workers=max_concurrency,
                                        thread_name_prefix="multinet-worker")
         self._listener: socket.socket | None = None
@@ -222,6 +247,9 @@ class SocketServer:
         self._drops = _DropLog()
         self._pending = 0  # accepted and not yet done with
         self._idle = threading.Condition()
+        # Only the loop thread changes these; others may read them.
+        self.buffered = 0  # bytes of requests and answers held now
+        self.buffered_peak = 0
 
     @property
     def accepting(self) -> bool:
@@ -355,6 +383,9 @@ class SocketServer:
                 self._write(conn)
 
     def _read(self, conn: _Connection) -> None:
+        if conn.discard:
+            self._drop_body(conn)
+            return
         want = HEADER_SIZE if conn.size < 0 else conn.size
         try:
             chunk = conn.sock.recv(min(want - len(conn.data), 1 << 20))
@@ -379,6 +410,9 @@ class SocketServer:
                     DECODE_FAILURE, f"multinet daemon: bad request frame: frame of "
                                     f"{conn.size} bytes exceeds {MAX_FRAME}"))
                 return
+            if not self._admit(conn):
+                self._refuse(conn)
+                return
             if conn.size:
                 return
         body, conn.data = bytes(conn.data), bytearray()
@@ -387,6 +421,52 @@ class SocketServer:
         self._epoll.modify(conn.fd, _HANGUP)
         self.pool.submit(self._handle, conn, body)
 
+    # -- the bound on buffered bytes ---------------------------------------------------
+
+    def _hold(self, conn: _Connection, size: int) -> None:
+        self.buffered += size - conn.held
+        conn.held = size
+        self.buffered_peak = max(self.buffered_peak, self.buffered)
+
+    def _admit(self, conn: _Connection) -> bool:
+        """Count the request's declared size, if it fits under the bound."""
+        if self.buffered + conn.size > self.max_buffered:
+            return False
+        self._hold(conn, conn.size)
+        return True
+
+    def _refuse(self, conn: _Connection) -> None:
+        """Answer 11 at once, then drop the body the caller may still be sending."""
+        if self.on_refused is not None:
+            self.on_refused(REFUSED_BUFFER_FULL)
+        self._drops.add("refused: buffer full")
+        frame = _encode(_error_answer(
+            TRY_AGAIN_LATER,
+            f"multinet daemon busy: a request of {conn.size} bytes would take the bytes "
+            f"buffered for requests and answers to {self.buffered + conn.size}, past the "
+            f"bound of {self.max_buffered} ({self.buffered} in use); try again later"))
+        try:
+            sent = conn.sock.send(frame)  # a few hundred bytes: an empty buffer takes them
+        except OSError:
+            sent = 0
+        if sent < len(frame):
+            self._close(conn, None)
+            return
+        conn.discard = conn.size
+        if not conn.discard:
+            self._close(conn, None)
+
+    def _drop_body(self, conn: _Connection) -> None:
+        try:
+            chunk = conn.sock.recv(min(conn.discard, DISCARD_CHUNK))
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        conn.discard -= len(chunk)
+        if not chunk or not conn.discard:
+            self._close(conn, None)  # the caller reads the answer already sent
+
     def _reply_now(self, conn: _Connection, answer: Mapping[str, Any]) -> None:
         self._reading.pop(conn.fd, None)
         conn.state = HANDLING
@@ -394,8 +474,10 @@ class SocketServer:
 
     def _start_answer(self, conn: _Connection, frame: bytes) -> None:
         if conn.closed:  # the caller hung up: nobody to tell
+            self._hold(conn, 0)
             self._retire()
             return
+        self._hold(conn, len(frame))  # the request's bytes are let go, the answer's held
         conn.state = WRITING
         conn.out = memoryview(frame)
         conn.deadline = time.monotonic() + self.write_deadline
@@ -444,6 +526,7 @@ class SocketServer:
         if reason:
             self._drops.add(reason)
         if not handling:  # else a worker still has it: retired when it hands back
+            self._hold(conn, 0)
             self._retire()
         if (not self._listening and not self._close_listener and not self._paused_until
                 and self._listener is not None):
