@@ -71,6 +71,7 @@ class Daemon:
                                    config.max_concurrency,
                                    max_buffered=config.max_buffered_bytes,
                                    on_refused=self.metrics.request_refused)
+        self.metrics.socket_buffered.set_function(lambda: self.server.buffered)
         self.endpoints: Endpoints | None = None
         self.reaper = Reaper(config.overlay, self.kube, interval=config.reaper_interval,
                              on_pass=self.metrics.reaper_passes.inc)

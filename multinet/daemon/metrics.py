@@ -101,6 +101,10 @@ class Metrics:
             "Requests the socket refused unread with code 11, by reason (buffer_full: "
             "their declared size would take the bytes buffered past maxBufferedBytes)",
             ["reason"], registry=self.registry)
+        self.socket_buffered = Gauge(
+            "multinet_socket_buffered_bytes",
+            "Bytes of requests and answers the socket holds now (bounded by "
+            "maxBufferedBytes)", registry=self.registry)
         ProcessCollector(registry=self.registry)
         self._timings: DelegateTimings | None = None
         self._teardown: TeardownCounts | None = None
