@@ -68,8 +68,9 @@ FD_RESERVE_PER_WORKER = 16
 # A summary of dropped connections is logged at most this often.
 DROP_LOG_SECONDS = 10.0
 # Bytes of requests and answers held at once: four frames of the largest size, or
-# thousands of ordinary requests (a few KiB each); with the copies the workers make
-# while parsing, well inside the DaemonSet's 512 MiB memory limit.
+# thousands of ordinary requests (a few KiB each). A worker's copies while it
+# handles a frame come to about six times its size: four such stay inside the
+# DaemonSet's 512 MiB memory limit.
 MAX_BUFFERED = 64 << 20
 # A refused request's body is read in pieces this large and dropped.
 DISCARD_CHUNK = 64 << 10
@@ -439,7 +440,7 @@ class SocketServer:
         """Answer 11 at once, then drop the body the caller may still be sending."""
         if self.on_refused is not None:
             self.on_refused(REFUSED_BUFFER_FULL)
-        self._drops.add("refused: buffer full")
+        self._drops.add("refused, buffer full")
         frame = _encode(_error_answer(
             TRY_AGAIN_LATER,
             f"multinet daemon busy: a request of {conn.size} bytes would take the bytes "
