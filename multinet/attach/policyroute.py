@@ -391,6 +391,49 @@ def _rule_spec(rule: Mapping[str, Any]) -> dict[str, Any]:
             "priority": rule["priority"], "action": "FR_ACT_TO_TBL"}
 
 
+def verify(netns: str, network: str, recorded: Mapping[str, Any] | None) -> None:
+    """CHECK: every recorded rule, and every recorded route on the interface, is in
+    the pod; what is missing is a ROUTE_FAILED naming it."""
+    if not recorded:
+        return
+    from pyroute2 import IPRoute
+
+    ifname = recorded.get("ifname", "?")
+    try:
+        with IPRoute(netns=netns, flags=0) as ipr:
+            found = ipr.link_lookup(ifname=ifname)
+            rules, routes = set(), set()
+            for family in {r["family"] for r in [*recorded["rules"], *recorded["routes"]]}:
+                rules |= {_rule_key(r) for r in ipr.get_rules(family=FAMILIES[family])}
+                routes |= {_route_key(r) for r in ipr.route("dump", family=FAMILIES[family])}
+    except Exception as exc:  # netlink errors come in many types; all mean the same here
+        raise _failure(network, ifname, "cannot check", exc) from None
+    oif = found[0] if found else None
+    missing = [f"rule from {r['src']} lookup {r['table']}" for r in recorded["rules"]
+               if (r["table"], r["priority"], ipaddress.ip_address(r["src"])) not in rules]
+    missing += [describe(r) for r in recorded["routes"]
+                if (r["table"], ipaddress.ip_network(r["dst"]),
+                    ipaddress.ip_address(r["gw"]) if r.get("gw") else None, oif) not in routes]
+    if missing:
+        raise CNIError(ROUTE_FAILED, f"network {network!r} ({ifname}): policy routing: "
+                       f"missing: {', '.join(missing)}")
+
+
+def _rule_key(rule: Any) -> tuple[int, int, Any]:
+    src = rule.get_attr("FRA_SRC")
+    return (rule.get_attr("FRA_TABLE") or rule["table"], rule.get_attr("FRA_PRIORITY") or 0,
+            ipaddress.ip_address(src) if src else None)
+
+
+def _route_key(route: Any) -> tuple[int, Any, Any, int | None]:
+    family = 4 if route["family"] == socket.AF_INET else 6
+    dst = route.get_attr("RTA_DST") or DEFAULT_DSTS[family].split("/")[0]
+    gateway = route.get_attr("RTA_GATEWAY")
+    return (route.get_attr("RTA_TABLE") or route["table"],
+            ipaddress.ip_network(f"{dst}/{route['dst_len']}"),
+            ipaddress.ip_address(gateway) if gateway else None, route.get_attr("RTA_OIF"))
+
+
 def release(netns: str, state: Any) -> None:
     """Remove what an attachment's record (an AttachmentState) says was made, and
     forget it, so a DEL retried after a later step failed does not repeat it."""

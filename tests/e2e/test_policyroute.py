@@ -451,3 +451,29 @@ def test_teardown_removes_exactly_the_copied_routes_while_net1_is_there(cnode, b
     assert policyroute.teardown(pod.path, "macnet", recorded) == []  # a retry: all gone
     assert cnode.cni("DEL", conf, "c1", pod.path).returncode == 0
     cnode.assert_clean(pod)
+
+
+def test_check_reports_a_missing_rule_or_table_route(cnode, behind, pod):
+    """CHECK (CNI spec: the container's networking is as ADD left it) looks at the
+    recorded rules and routes too: one removed by hand is an error naming it."""
+    conf = cnode.conf(routed_net(cnode, [(BEHIND_NETS[4], SECOND[4]),
+                                         (BEHIND_NETS[6], SECOND[6])]))
+    cnode.cni("ADD", conf, "c1", pod.path).ok()
+    table = 10000 + pod.links()["net1"]["ifindex"]
+    address = net1_address(pod, 6)
+    cnode.cni("CHECK", conf, "c1", pod.path).ok()
+
+    pod.ip("-6", "route", "del", BEHIND_NETS[6], "table", str(table))
+    run_ = cnode.cni("CHECK", conf, "c1", pod.path)
+    assert run_.returncode != 0 and run_.json["code"] == 102, run_.stdout
+    assert "macnet" in run_.json["msg"] and "net1" in run_.json["msg"]
+    assert f"route {BEHIND_NETS[6]} via {SECOND[6]} table {table}" in run_.json["msg"]
+
+    pod.ip("-6", "route", "add", BEHIND_NETS[6], "via", SECOND[6], "dev", "net1",
+           "table", str(table))
+    cnode.cni("CHECK", conf, "c1", pod.path).ok()
+    pod.ip("-6", "rule", "del", "from", address, "lookup", str(table))
+    run_ = cnode.cni("CHECK", conf, "c1", pod.path)
+    assert run_.returncode != 0 and run_.json["code"] == 102, run_.stdout
+    assert f"rule from {address} lookup {table}" in run_.json["msg"]
+    assert_removed(cnode, conf, pod, table)
