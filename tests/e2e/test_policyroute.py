@@ -477,3 +477,29 @@ def test_check_reports_a_missing_rule_or_table_route(cnode, behind, pod):
     assert run_.returncode != 0 and run_.json["code"] == 102, run_.stdout
     assert f"rule from {address} lookup {table}" in run_.json["msg"]
     assert_removed(cnode, conf, pod, table)
+
+
+def test_a_route_whose_gateway_is_off_the_link_fails_the_add_with_nothing_left(cnode, pod):
+    """net1's result names a route via 198.18.99.1, on no link of net1's: the kernel
+    refuses it in the table as it refuses it to a plugin in the main table, so ADD
+    fails with 102 naming the route, and the rollback leaves no rule or route."""
+    net1 = {**configs.macvlan_net("macnet", cnode.macvlan_master, cnode.ipam_dir),
+            "ipam": {"type": "static", "addresses": [{"address": "198.18.1.7/24"}]}}
+    reported = {"cniVersion": configs.V, "interfaces": [{"name": "net1"}],
+                "ips": [{"address": "198.18.1.7/24", "interface": 0}],
+                "routes": [{"dst": BEHIND_NETS[4], "gw": "198.18.99.1"}]}
+    listed = {"cniVersion": configs.V, "name": "macnet",
+              "plugins": [{k: v for k, v in net1.items() if k not in ("cniVersion", "name")},
+                          {"type": "recorder", "result": reported}]}
+    # The node-wide default: an inline conflist's list level is not kept.
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), listed],
+                      policyRouting=True)
+    run_ = cnode.cni("ADD", conf, "c1", pod.path)
+    assert run_.returncode != 0
+    error = run_.json
+    assert error["code"] == 102, error
+    assert "'macnet' (net1)" in error["msg"], error["msg"]
+    assert f"{BEHIND_NETS[4]} via 198.18.99.1" in error["msg"], error["msg"]
+    for family in (4, 6):
+        assert rule_pairs(pod, family) == DEFAULT_RULES[family]
+    cnode.assert_clean(pod)
