@@ -117,7 +117,7 @@ def set_up_policy_routing(netns: str, conf: MultinetConf, store: RecordStore, re
         store.write(record)
 
     made = policyroute.setup(netns, state.attachment.name, result, state.attachment.ifname,
-                             remember)
+                             remember, policyroute.own_routes(state))
     extra = policyroute.result_routes(made)
     if extra:
         result["routes"] = [*result.get("routes", []), *extra]

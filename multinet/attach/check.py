@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from multinet.attach import delegates
+from multinet.attach import delegates, policyroute
 from multinet.attach.conf import MultinetConf
 from multinet.attach.lock import container_lock
 from multinet.attach.lockwait import lock_wait
@@ -33,6 +33,7 @@ def run_check(request: Request, conf: MultinetConf,
             ctx = delegates.context(conf, state.attachment, record.container_id,
                                     request.netns, record.cni_args, request.path, base_env)
             delegates.check(ctx, state.attachment, state.result)
+            policyroute.verify(request.netns, state.attachment.name, state.policy_routing)
 
 
 def _require_check_support(name: str, version: str) -> None:

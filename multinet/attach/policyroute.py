@@ -5,8 +5,9 @@ default route is the cluster network's, so an answer to traffic that came in on 
 secondary leaves by eth0 and is dropped by reverse-path filters and firewalls. For
 an attachment that asks for it (docs/policy-routing.md), multinet gives the
 interface a routing table of its own, holding the connected routes of its
-addresses and a default route via the attachment's gateway, and one source rule
-per address (`from <address> lookup <table>`), IPv4 and IPv6 alike.
+addresses, the routes of its own result (static routes, its default route) and
+otherwise a default route via its result's gateway, and one source rule per
+address (`from <address> lookup <table>`), IPv4 and IPv6 alike.
 
 What is set up is planned first and recorded before it is applied, so DEL, a
 rollback or a hot-unplug removes exactly what was made and nothing else.
@@ -22,6 +23,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from multinet.cni import types as cnitypes
 from multinet.cni.errors import INVALID_CONFIG, ROUTE_FAILED, CNIError
 
 log = logging.getLogger("multinet.policyroute")
@@ -130,16 +132,24 @@ def addresses(result: Mapping[str, Any], ifname: str) -> list[dict[str, Any]]:
     return out
 
 
-def plan(result: Mapping[str, Any], ifname: str, ifindex: int,
-         in_use: Iterable[int]) -> dict[str, Any] | None:
+def plan(result: Mapping[str, Any], ifname: str, ifindex: int, in_use: Iterable[int],
+         own_routes: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any] | None:
     """What to set up for one attachment, as the record keeps it; None when the
-    attachment has no address to route from."""
+    attachment has no address to route from.
+
+    `result` is the attachment's result once the default-route choice is made;
+    `own_routes` its routes from before that choice (the plugin's own default route,
+    which the main table may have lost to the cluster network's). The table gets, in
+    the order they can be added: the connected subnets, the result's routes without
+    a gateway, its routes via a gateway, and one default route per family: the
+    settled result's, else the attachment's own, else via ips[].gateway.
+    """
     ips = addresses(result, ifname)
     if not ips:
         return None
     table = pick_table(ifindex, in_use)
     rules: list[dict[str, Any]] = []
-    routes: list[dict[str, Any]] = []
+    connected: list[dict[str, Any]] = []
     gateways: dict[int, str] = {}
     for ip in ips:
         iface = ipaddress.ip_interface(ip["address"])
@@ -147,16 +157,74 @@ def plan(result: Mapping[str, Any], ifname: str, ifindex: int,
         rules.append({"family": family, "src": str(iface.ip), "priority": RULE_PRIORITY,
                       "table": table})
         subnet = str(iface.network)
-        if not any(r["dst"] == subnet for r in routes):
-            routes.append({"family": family, "dst": subnet, "src": str(iface.ip),
-                           "table": table})
+        if not any(r["dst"] == subnet for r in connected):
+            connected.append({"family": family, "dst": subnet, "src": str(iface.ip),
+                              "table": table})
         if ip.get("gateway") and family not in gateways:
             gateways[family] = str(ipaddress.ip_address(ip["gateway"]))
-    for family, gateway in sorted(gateways.items()):
-        routes.append({"family": family, "dst": DEFAULT_DSTS[family], "gw": gateway,
-                       "table": table})
+    families = {rule["family"] for rule in rules}
+    settled = _copyable(result.get("routes"), families, table)
+    own = settled if own_routes is None else _copyable(own_routes, families, table)
+    others = [r for r in own if not _is_default(r)]
+    defaults = {}
+    for route in [*(r for r in settled if _is_default(r)), *(r for r in own if _is_default(r))]:
+        defaults.setdefault(route["family"], route)
+    for family, gateway in gateways.items():
+        defaults.setdefault(family, {"family": family, "dst": DEFAULT_DSTS[family],
+                                     "gw": gateway, "table": table})
+    routes = list(connected)
+    for route in [*(r for r in others if not r.get("gw")), *(r for r in others if r.get("gw")),
+                  *(defaults[f] for f in sorted(defaults))]:
+        if any(_same_route(route, r) for r in routes):
+            log.debug("route %s is already in table %d: not copied twice", route["dst"], table)
+            continue
+        routes.append(route)
     return {"ifname": ifname, "ifindex": ifindex, "table": table, "rules": rules,
             "routes": routes}
+
+
+# Route attributes of a CNI result that are copied into the table as they are.
+_ROUTE_METRICS = ("priority", "mtu", "advmss")
+
+
+def _copyable(routes: Iterable[Mapping[str, Any]] | None, families: set[int],
+              table: int) -> list[dict[str, Any]]:
+    """A result's routes as table entries. Left out: routes the plugin put in another
+    table (CNI 1.1.0 `table`), and routes of a family the interface has no address
+    of (no source rule of that family would ever look them up)."""
+    out = []
+    for route in routes or []:
+        if not isinstance(route, Mapping) or not route.get("dst") or "table" in route:
+            continue
+        dst = ipaddress.ip_network(route["dst"], strict=False)
+        if dst.version not in families:
+            continue
+        entry: dict[str, Any] = {"family": dst.version, "dst": str(dst), "table": table}
+        if route.get("gw"):
+            entry["gw"] = str(ipaddress.ip_address(route["gw"]))
+        if isinstance(route.get("scope"), int):
+            entry["scope"] = route["scope"]
+        for key in _ROUTE_METRICS:
+            if isinstance(route.get(key), int) and not isinstance(route.get(key), bool):
+                entry[key] = route[key]
+        out.append(entry)
+    return out
+
+
+def _is_default(route: Mapping[str, Any]) -> bool:
+    return ipaddress.ip_network(route["dst"]).prefixlen == 0
+
+
+def _same_route(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """The kernel keeps one route per destination and metric in a table: a second
+    one would be refused (IPv4) or joined to the first as a next hop (IPv6)."""
+    return (a["family"], a["dst"], a.get("priority")) == (b["family"], b["dst"],
+                                                          b.get("priority"))
+
+
+def describe(route: Mapping[str, Any]) -> str:
+    via = f" via {route['gw']}" if route.get("gw") else ""
+    return f"route {route['dst']}{via} table {route['table']}"
 
 
 def result_routes(recorded: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -168,8 +236,10 @@ def result_routes(recorded: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         if route.get("gw"):
             entry["gw"] = route["gw"]
         entry["table"] = route["table"]
-        if not route.get("gw") and route["family"] == 4:
-            entry["scope"] = _SCOPE_LINK
+        scope = _scope(route)
+        if scope:
+            entry["scope"] = scope
+        entry.update({k: route[k] for k in _ROUTE_METRICS if k in route})
         out.append(entry)
     return out
 
@@ -203,6 +273,9 @@ def check_recorded(data: Any) -> None:
         ipaddress.ip_network(route["dst"], strict=False)
         if route.get("gw") is not None:
             ipaddress.ip_address(route["gw"])
+        for key in ("scope", *_ROUTE_METRICS):
+            if key in route and (not isinstance(route[key], int) or isinstance(route[key], bool)):
+                raise ValueError(f"policyRouting.routes: {key}: expected int")
 
 
 # --- in the pod ---------------------------------------------------------------------
@@ -223,9 +296,25 @@ def _tables_in_use(ipr: Any) -> set[int]:
     return used
 
 
+def own_routes(state: Any) -> list[dict[str, Any]] | None:
+    """The routes of an attachment's (an AttachmentState's) result as its plugin gave
+    them, before the default-route choice; None when it has no readable result."""
+    if not state.result:
+        return None
+    try:
+        return list(cnitypes.upgrade(state.result, state.attachment.network.cni_version)
+                    .get("routes") or [])
+    except CNIError:
+        return None
+
+
 def setup(netns: str, network: str, result: Mapping[str, Any], ifname: str,
-          remember: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
+          remember: Callable[[dict[str, Any]], None],
+          own: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any] | None:
     """Set up policy routing for the interface `ifname` in `netns`.
+
+    `result` is the attachment's settled result, `own` its routes from before the
+    default-route choice (see plan).
 
     `remember` is handed the plan before anything is made (the caller records it),
     so whatever follows, DEL knows what to remove. Returns the plan (None: no
@@ -241,7 +330,7 @@ def setup(netns: str, network: str, result: Mapping[str, Any], ifname: str,
             if not found:
                 raise CNIError(ROUTE_FAILED, f"network {network!r} ({ifname}): policy "
                                f"routing: no interface {ifname} in {netns}")
-            made = plan(result, ifname, found[0], _tables_in_use(ipr))
+            made = plan(result, ifname, found[0], _tables_in_use(ipr), own)
             if made is None:
                 log.warning("network %r (%s): policy routing asked, but the result has no "
                             "address on %s: nothing set up", network, ifname, ifname)
@@ -250,7 +339,7 @@ def setup(netns: str, network: str, result: Mapping[str, Any], ifname: str,
                 log.warning("network %r (%s): table %d is in use in %s; using table %d",
                             network, ifname, preferred_table(found[0]), netns, made["table"])
             remember(made)
-            _apply(ipr, made, found[0])
+            _apply(ipr, made, found[0], network)
     except CNIError:
         raise
     except Exception as exc:  # netlink errors come in many types; all mean the same here
@@ -260,18 +349,38 @@ def setup(netns: str, network: str, result: Mapping[str, Any], ifname: str,
     return made
 
 
-def _apply(ipr: Any, made: Mapping[str, Any], ifindex: int) -> None:
+def _scope(route: Mapping[str, Any]) -> int:
+    """The route's scope as the kernel holds it: a route without a gateway is on the
+    link, as `ip route` makes it (an IPv6 route's scope is always global, 0)."""
+    if "scope" in route:
+        return route["scope"]
+    return _SCOPE_LINK if not route.get("gw") and route["family"] == 4 else 0
+
+
+def _apply(ipr: Any, made: Mapping[str, Any], ifindex: int, network: str) -> None:
+    from pyroute2 import NetlinkError
+
     # Routes first: a rule pointing at a table still empty would only fall through.
+    # Every route leaves by the attachment's interface, as its plugin added it there;
+    # a gateway must be on that link (or reached by a device route before it), as
+    # the kernel asks of the plugin's own route in the main table.
     for route in made["routes"]:
         spec: dict[str, Any] = {"dst": route["dst"], "oif": ifindex, "table": route["table"],
-                                "family": FAMILIES[route["family"]]}
+                                "family": FAMILIES[route["family"]], "scope": _scope(route)}
         if route.get("gw"):
             spec["gateway"] = route["gw"]
-        else:
-            spec["scope"] = _SCOPE_LINK if route["family"] == 4 else 0
-            if route["family"] == 4:
-                spec["prefsrc"] = route["src"]
-        ipr.route("add", **spec)
+        if route.get("src") and route["family"] == 4:
+            spec["prefsrc"] = route["src"]
+        if "priority" in route:
+            spec["priority"] = route["priority"]
+        metrics = {k: route[k] for k in ("mtu", "advmss") if k in route}
+        if metrics:
+            spec["metrics"] = metrics
+        try:
+            ipr.route("add", **spec)
+        except NetlinkError as exc:
+            raise _failure(network, made["ifname"], f"cannot add {describe(route)}",
+                           exc) from None
     for rule in made["rules"]:
         ipr.rule("add", **_rule_spec(rule))
 
@@ -280,6 +389,49 @@ def _rule_spec(rule: Mapping[str, Any]) -> dict[str, Any]:
     return {"family": FAMILIES[rule["family"]], "src": rule["src"],
             "src_len": 32 if rule["family"] == 4 else 128, "table": rule["table"],
             "priority": rule["priority"], "action": "FR_ACT_TO_TBL"}
+
+
+def verify(netns: str, network: str, recorded: Mapping[str, Any] | None) -> None:
+    """CHECK: every recorded rule, and every recorded route on the interface, is in
+    the pod; what is missing is a ROUTE_FAILED naming it."""
+    if not recorded:
+        return
+    from pyroute2 import IPRoute
+
+    ifname = recorded.get("ifname", "?")
+    try:
+        with IPRoute(netns=netns, flags=0) as ipr:
+            found = ipr.link_lookup(ifname=ifname)
+            rules, routes = set(), set()
+            for family in {r["family"] for r in [*recorded["rules"], *recorded["routes"]]}:
+                rules |= {_rule_key(r) for r in ipr.get_rules(family=FAMILIES[family])}
+                routes |= {_route_key(r) for r in ipr.route("dump", family=FAMILIES[family])}
+    except Exception as exc:  # netlink errors come in many types; all mean the same here
+        raise _failure(network, ifname, "cannot check", exc) from None
+    oif = found[0] if found else None
+    missing = [f"rule from {r['src']} lookup {r['table']}" for r in recorded["rules"]
+               if (r["table"], r["priority"], ipaddress.ip_address(r["src"])) not in rules]
+    missing += [describe(r) for r in recorded["routes"]
+                if (r["table"], ipaddress.ip_network(r["dst"]),
+                    ipaddress.ip_address(r["gw"]) if r.get("gw") else None, oif) not in routes]
+    if missing:
+        raise CNIError(ROUTE_FAILED, f"network {network!r} ({ifname}): policy routing: "
+                       f"missing: {', '.join(missing)}")
+
+
+def _rule_key(rule: Any) -> tuple[int, int, Any]:
+    src = rule.get_attr("FRA_SRC")
+    return (rule.get_attr("FRA_TABLE") or rule["table"], rule.get_attr("FRA_PRIORITY") or 0,
+            ipaddress.ip_address(src) if src else None)
+
+
+def _route_key(route: Any) -> tuple[int, Any, Any, int | None]:
+    family = 4 if route["family"] == socket.AF_INET else 6
+    dst = route.get_attr("RTA_DST") or DEFAULT_DSTS[family].split("/")[0]
+    gateway = route.get_attr("RTA_GATEWAY")
+    return (route.get_attr("RTA_TABLE") or route["table"],
+            ipaddress.ip_network(f"{dst}/{route['dst_len']}"),
+            ipaddress.ip_address(gateway) if gateway else None, route.get_attr("RTA_OIF"))
 
 
 def release(netns: str, state: Any) -> None:
@@ -311,10 +463,15 @@ def teardown(netns: str, network: str, recorded: Mapping[str, Any] | None) -> li
                     if exc.code not in _GONE:
                         raise
             for route in recorded.get("routes", []):
+                # The scope as made: an IPv4 delete matches a route's scope exactly
+                # (universe by default), so a connected route would stay behind.
                 spec: dict[str, Any] = {"dst": route["dst"], "table": route["table"],
-                                        "family": FAMILIES[route["family"]]}
+                                        "family": FAMILIES[route["family"]],
+                                        "scope": _scope(route)}
                 if route.get("gw"):
                     spec["gateway"] = route["gw"]
+                if "priority" in route:
+                    spec["priority"] = route["priority"]
                 try:
                     ipr.route("del", **spec)
                     removed.append(f"route {route['dst']} table {route['table']}")

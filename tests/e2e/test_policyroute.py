@@ -218,6 +218,7 @@ def test_rollback_after_a_later_attachment_fails_leaves_no_rule(cnode, pod):
     error = run_.json
     assert error["code"] == 102, error
     assert "badgw" in error["msg"] and "net2" in error["msg"], error["msg"]
+    assert "0.0.0.0/0 via 198.18.99.1" in error["msg"], "the message names the route"
     for family in (4, 6):
         assert rule_pairs(pod, family) == DEFAULT_RULES[family]
     cnode.assert_clean(pod)
@@ -318,4 +319,187 @@ def test_a_non_boolean_inline_value_is_refused_with_nothing_left(cnode, pod):
     run_ = cnode.cni("ADD", conf, "c1", pod.path)
     assert run_.returncode != 0
     assert run_.json["code"] == 7 and "multinetPolicyRouting" in run_.json["msg"]
+    cnode.assert_clean(pod)
+
+
+# --- the attachment's own routes in its table --------------------------------------
+#
+# A second router on net1's link (a macvlan of the same master, so it shares net1's
+# segment) holds .254 / ::fe and leads to a network of its own, 198.19.7.0/24 and
+# fd00:27::/64, that the first router (net1's ips[].gateway) knows nothing of. The pod
+# reaches it only through a route of net1's result. A reply from net1's address that
+# takes the table's default route instead goes to the first router, which drops it.
+
+SECOND = {4: "198.18.1.254", 6: "fd00:19::fe"}
+SECOND_LL = "fe80::fe"
+BEHIND = {4: "198.19.7.2", 6: "fd00:27::2"}
+BEHIND_NETS = {4: "198.19.7.0/24", 6: "fd00:27::/64"}
+
+
+@pytest.fixture
+def behind(cnode, far):
+    """The second router and the namespace behind it; returns that namespace."""
+    router, remote = NetNS("mrtb"), NetNS("mfb")
+    try:
+        cnode.ns.ip("link", "add", "rb-net1", "link", cnode.macvlan_master, "type",
+                    "macvlan", "mode", "bridge")
+        cnode.ns.ip("link", "set", "rb-net1", "netns", router.name)
+        router.ip("link", "set", "rb-net1", "up")
+        for address in (f"{SECOND[4]}/24", f"{SECOND[6]}/64", f"{SECOND_LL}/64"):
+            router.ip("addr", "add", address, "dev", "rb-net1", "nodad")
+        router.ip("link", "add", "rb-far", "type", "veth", "peer", "name", "fb0",
+                  "netns", remote.name)
+        router.ip("link", "set", "rb-far", "up")
+        router.ip("addr", "add", "198.19.7.1/24", "dev", "rb-far")
+        router.ip("addr", "add", "fd00:27::1/64", "dev", "rb-far", "nodad")
+        run("ip", "netns", "exec", router.name, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1", "net.ipv4.conf.all.rp_filter=1",
+            "net.ipv4.conf.default.rp_filter=1")
+        remote.ip("link", "set", "fb0", "up")
+        remote.ip("addr", "add", f"{BEHIND[4]}/24", "dev", "fb0")
+        remote.ip("addr", "add", f"{BEHIND[6]}/64", "dev", "fb0", "nodad")
+        remote.ip("route", "add", "default", "via", "198.19.7.1")
+        remote.ip("-6", "route", "add", "default", "via", "fd00:27::1")
+        yield remote
+    finally:
+        remote.delete()
+        router.delete()
+
+
+def routed_net(cnode, routes, ipam=None):
+    """net1 with policy routing, its IPAM giving `routes` (dst, gw) as well."""
+    net = configs.macvlan_net("macnet", cnode.macvlan_master, cnode.ipam_dir)
+    net["ipam"] = {**(ipam or net["ipam"]), "routes": [{"dst": d, "gw": g} for d, g in routes]}
+    return [configs.bridge_net("cluster", cnode.ipam_dir), {**net, "multinetPolicyRouting": True}]
+
+
+def table_of(pod: NetNS, family: int) -> list[tuple[str, str | None, str]]:
+    table = 10000 + pod.links()["net1"]["ifindex"]
+    return [(r["dst"], r.get("gateway"), r["dev"]) for r in table_routes(pod, family, table)]
+
+
+def assert_removed(cnode, conf, pod: NetNS, table: int, families=(4, 6)) -> None:
+    """DEL leaves no rule and no route of the table (in `families`: the kernel keeps
+    no IPv4 table that never held a route, and `ip` refuses to show one)."""
+    assert cnode.cni("DEL", conf, "c1", pod.path).returncode == 0
+    for family in (4, 6):
+        assert rule_pairs(pod, family) == DEFAULT_RULES[family]
+    for family in families:
+        assert table_routes(pod, family, table) == []
+    cnode.assert_clean(pod)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_static_route_of_the_result_is_in_the_table(cnode, behind, pod, family):
+    conf = cnode.conf(routed_net(cnode, [(BEHIND_NETS[4], SECOND[4]),
+                                         (BEHIND_NETS[6], SECOND[6])]))
+    cnode.cni("ADD", conf, "c1", pod.path).ok()
+    assert (BEHIND_NETS[family], SECOND[family], "net1") in table_of(pod, family)
+    answered, eth0, net1 = egress(pod, behind, net1_address(pod, family))
+    assert answered, "the reply must go to the router the route names"
+    assert net1 >= PINGS and eth0 < NOISE, (eth0, net1)
+    assert_removed(cnode, conf, pod, 10000 + pod.links()["net1"]["ifindex"])
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_a_default_route_of_the_result_is_the_tables_default(cnode, behind, pod, family):
+    """net1's IPAM names .254 (::fe) as its default gateway while ips[].gateway says
+    .1 (::1): the main table keeps eth0's default, net1's table uses .254."""
+    conf = cnode.conf(routed_net(cnode, [("0.0.0.0/0", SECOND[4]), ("::/0", SECOND[6])]))
+    cnode.cni("ADD", conf, "c1", pod.path).ok()
+    assert [r["dev"] for r in pod.default_routes(f"-{family}")] == ["eth0"]
+    defaults = [r for r in table_of(pod, family) if r[0] == "default"]
+    assert defaults == [("default", SECOND[family], "net1")]
+    answered, eth0, net1 = egress(pod, behind, net1_address(pod, family))
+    assert answered, "the reply must take net1's own default route"
+    assert net1 >= PINGS and eth0 < NOISE, (eth0, net1)
+    assert_removed(cnode, conf, pod, 10000 + pod.links()["net1"]["ifindex"])
+
+
+def test_link_local_ipv6_gateways(cnode, behind, pod):
+    """IPv6 next hops are often link-local: the table's default and its copied route
+    name them with net1 as the device, and the replies are answered."""
+    ipam = {"type": "static", "addresses": [
+        {"address": "fd00:19::7/64", "gateway": "fe80::1"}]}
+    conf = cnode.conf(routed_net(cnode, [(BEHIND_NETS[6], SECOND_LL)], ipam))
+    cnode.cni("ADD", conf, "c1", pod.path).ok()
+    assert set(table_of(pod, 6)) >= {("default", "fe80::1", "net1"),
+                                     (BEHIND_NETS[6], SECOND_LL, "net1")}
+    answered, eth0, net1 = egress(pod, behind, "fd00:19::7")
+    assert answered and net1 >= PINGS and eth0 < NOISE, (answered, eth0, net1)
+    assert_removed(cnode, conf, pod, 10000 + pod.links()["net1"]["ifindex"], families=(6,))
+
+
+def test_teardown_removes_exactly_the_copied_routes_while_net1_is_there(cnode, behind, pod):
+    """Removal deletes the recorded routes themselves (a hot-unplug whose plugin DEL
+    then fails keeps net1): a route someone else put in the pod stays."""
+    from multinet.attach import policyroute
+
+    conf = cnode.conf(routed_net(cnode, [(BEHIND_NETS[4], SECOND[4]),
+                                         (BEHIND_NETS[6], SECOND[6])]))
+    cnode.cni("ADD", conf, "c1", pod.path).ok()
+    table = 10000 + pod.links()["net1"]["ifindex"]
+    pod.ip("route", "add", "198.19.8.0/24", "via", SECOND[4], "table", str(table))
+    with open(os.path.join(cnode.cni_dir, cnode.records()[0])) as handle:
+        recorded = json.load(handle)["attachments"][1]["policyRouting"]
+    removed = policyroute.teardown(pod.path, "macnet", recorded)
+    assert len(removed) == len(recorded["rules"]) + len(recorded["routes"])
+    assert table_of(pod, 6) == []
+    assert table_of(pod, 4) == [("198.19.8.0/24", SECOND[4], "net1")]
+    for family in (4, 6):
+        assert rule_pairs(pod, family) == DEFAULT_RULES[family]
+    assert policyroute.teardown(pod.path, "macnet", recorded) == []  # a retry: all gone
+    assert cnode.cni("DEL", conf, "c1", pod.path).returncode == 0
+    cnode.assert_clean(pod)
+
+
+def test_check_reports_a_missing_rule_or_table_route(cnode, behind, pod):
+    """CHECK (CNI spec: the container's networking is as ADD left it) looks at the
+    recorded rules and routes too: one removed by hand is an error naming it."""
+    conf = cnode.conf(routed_net(cnode, [(BEHIND_NETS[4], SECOND[4]),
+                                         (BEHIND_NETS[6], SECOND[6])]))
+    cnode.cni("ADD", conf, "c1", pod.path).ok()
+    table = 10000 + pod.links()["net1"]["ifindex"]
+    address = net1_address(pod, 6)
+    cnode.cni("CHECK", conf, "c1", pod.path).ok()
+
+    pod.ip("-6", "route", "del", BEHIND_NETS[6], "table", str(table))
+    run_ = cnode.cni("CHECK", conf, "c1", pod.path)
+    assert run_.returncode != 0 and run_.json["code"] == 102, run_.stdout
+    assert "macnet" in run_.json["msg"] and "net1" in run_.json["msg"]
+    assert f"route {BEHIND_NETS[6]} via {SECOND[6]} table {table}" in run_.json["msg"]
+
+    pod.ip("-6", "route", "add", BEHIND_NETS[6], "via", SECOND[6], "dev", "net1",
+           "table", str(table))
+    cnode.cni("CHECK", conf, "c1", pod.path).ok()
+    pod.ip("-6", "rule", "del", "from", address, "lookup", str(table))
+    run_ = cnode.cni("CHECK", conf, "c1", pod.path)
+    assert run_.returncode != 0 and run_.json["code"] == 102, run_.stdout
+    assert f"rule from {address} lookup {table}" in run_.json["msg"]
+    assert_removed(cnode, conf, pod, table)
+
+
+def test_a_route_whose_gateway_is_off_the_link_fails_the_add_with_nothing_left(cnode, pod):
+    """net1's result names a route via 198.18.99.1, on no link of net1's: the kernel
+    refuses it in the table as it refuses it to a plugin in the main table, so ADD
+    fails with 102 naming the route, and the rollback leaves no rule or route."""
+    net1 = {**configs.macvlan_net("macnet", cnode.macvlan_master, cnode.ipam_dir),
+            "ipam": {"type": "static", "addresses": [{"address": "198.18.1.7/24"}]}}
+    reported = {"cniVersion": configs.V, "interfaces": [{"name": "net1"}],
+                "ips": [{"address": "198.18.1.7/24", "interface": 0}],
+                "routes": [{"dst": BEHIND_NETS[4], "gw": "198.18.99.1"}]}
+    listed = {"cniVersion": configs.V, "name": "macnet",
+              "plugins": [{k: v for k, v in net1.items() if k not in ("cniVersion", "name")},
+                          {"type": "recorder", "result": reported}]}
+    # The node-wide default: an inline conflist's list level is not kept.
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), listed],
+                      policyRouting=True)
+    run_ = cnode.cni("ADD", conf, "c1", pod.path)
+    assert run_.returncode != 0
+    error = run_.json
+    assert error["code"] == 102, error
+    assert "'macnet' (net1)" in error["msg"], error["msg"]
+    assert f"{BEHIND_NETS[4]} via 198.18.99.1" in error["msg"], error["msg"]
+    for family in (4, 6):
+        assert rule_pairs(pod, family) == DEFAULT_RULES[family]
     cnode.assert_clean(pod)

@@ -198,3 +198,94 @@ def test_status_shows_the_extension_key_and_no_table_gateway():
     assert list(entry)[-1] == POLICY_ROUTING_KEY
     plain = status_entry("ns1/n1", "net1", RESULT, False)
     assert POLICY_ROUTING_KEY not in plain
+
+
+# --- the attachment's own routes ---------------------------------------------------
+
+ROUTED = {
+    **RESULT,
+    "routes": [
+        {"dst": "198.19.0.0/16", "gw": "198.18.1.254"},  # a remote network behind .254
+        {"dst": "198.18.4.0/24"},  # a device route (no gateway)
+        {"dst": "fd00:27::/64", "gw": "fe80::fe", "priority": 50, "mtu": 1400},
+        {"dst": "198.18.1.0/24"},  # the connected subnet again: not doubled
+        {"dst": "198.18.6.0/24", "gw": "198.18.1.9", "table": 100},  # another table's
+        {"dst": "0.0.0.0/0", "gw": "198.18.1.254"},  # the result's own default route
+    ],
+}
+
+
+def table_of(made):
+    return [(r["dst"], r.get("gw")) for r in made["routes"]]
+
+
+def test_plan_copies_the_attachments_routes_with_their_gateway():
+    made = policyroute.plan(ROUTED, "net1", 3, set())
+    assert table_of(made) == [
+        ("198.18.1.0/24", None), ("fd00:19::/64", None),
+        ("198.18.4.0/24", None),  # device routes before the routes via a gateway
+        ("198.19.0.0/16", "198.18.1.254"), ("fd00:27::/64", "fe80::fe"),
+        ("0.0.0.0/0", "198.18.1.254"),  # the result's default, not ips[].gateway's .1
+        ("::/0", "fd00:19::1")]
+    copied = next(r for r in made["routes"] if r["dst"] == "fd00:27::/64")
+    assert (copied["family"], copied["table"], copied["priority"], copied["mtu"]) == (
+        6, 10003, 50, 1400)
+    assert all(r["table"] == 10003 for r in made["routes"])
+
+
+def test_the_default_route_the_choice_took_from_the_main_table_is_still_the_tables():
+    """eth0 owns the main table's default route, so the settled result has none for
+    net1; the attachment's own routes (before the choice) still give its table one."""
+    applied = {**ROUTED, "routes": [r for r in ROUTED["routes"] if r["dst"] != "0.0.0.0/0"]}
+    made = policyroute.plan(applied, "net1", 3, set(), own_routes=ROUTED["routes"])
+    assert ("0.0.0.0/0", "198.18.1.254") in table_of(made)
+    assert ("0.0.0.0/0", "198.18.1.1") not in table_of(made)
+
+
+def test_a_requested_default_gateway_in_the_settled_result_wins():
+    """The pod's default-route gave net1 the main table's default via .99: its table
+    uses the same next hop."""
+    applied = {**ROUTED, "routes": [{"dst": "0.0.0.0/0", "gw": "198.18.1.99"}]}
+    made = policyroute.plan(applied, "net1", 3, set(), own_routes=ROUTED["routes"])
+    defaults = [r for r in table_of(made) if r[0] == "0.0.0.0/0"]
+    assert defaults == [("0.0.0.0/0", "198.18.1.99")]
+    assert ("198.19.0.0/16", "198.18.1.254") in table_of(made)
+
+
+def test_routes_of_a_family_the_interface_has_no_address_of_are_left_out():
+    v4only = {"ips": [{"address": "198.18.1.7/24"}],
+              "routes": [{"dst": "fd00:27::/64", "gw": "fe80::fe"},
+                         {"dst": "198.19.0.0/16", "gw": "198.18.1.254"}]}
+    made = policyroute.plan(v4only, "net1", 3, set())
+    assert table_of(made) == [("198.18.1.0/24", None), ("198.19.0.0/16", "198.18.1.254")]
+
+
+def test_the_same_destination_twice_is_copied_once():
+    twice = {"ips": [{"address": "198.18.1.7/24"}],
+             "routes": [{"dst": "198.19.0.0/16", "gw": "198.18.1.254"},
+                        {"dst": "198.19.0.0/16", "gw": "198.18.1.253"},
+                        {"dst": "198.19.0.0/16", "gw": "198.18.1.252", "priority": 9}]}
+    made = policyroute.plan(twice, "net1", 3, set())
+    assert table_of(made)[1:] == [("198.19.0.0/16", "198.18.1.254"),
+                                  ("198.19.0.0/16", "198.18.1.252")]
+
+
+def test_copied_routes_are_shown_in_the_result_with_their_table():
+    made = policyroute.plan(ROUTED, "net1", 3, set())
+    routes = policyroute.result_routes(made)
+    assert {"dst": "198.19.0.0/16", "gw": "198.18.1.254", "table": 10003} in routes
+    assert {"dst": "198.18.4.0/24", "table": 10003, "scope": 253} in routes
+    assert {"dst": "fd00:27::/64", "gw": "fe80::fe", "table": 10003, "priority": 50,
+            "mtu": 1400} in routes
+
+
+def test_the_record_keeps_copied_routes_and_refuses_a_malformed_metric(tmp_path):
+    made = policyroute.plan(ROUTED, "net1", 3, set())
+    store = RecordStore(str(tmp_path))
+    store.write(record_with(made))
+    assert RecordStore(str(tmp_path)).read("c1").attachments[0].policy_routing == made
+    data = record_with(None).to_dict()
+    data["attachments"][0]["policyRouting"] = {**made, "routes": [
+        {"family": 4, "dst": "198.19.0.0/16", "table": 10003, "priority": "50"}]}
+    with pytest.raises(ValueError):
+        Record.from_dict(data)
