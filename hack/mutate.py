@@ -53,12 +53,14 @@ KEPT_OPERATORS = (
 )
 
 UNIT_ENGINE = ["tests/unit/test_engine_parts.py", "tests/unit/test_engine_contract.py",
-               "tests/unit/test_hardening.py", "tests/unit/test_kube_client.py"]
+               "tests/unit/test_validation.py", "tests/unit/test_hardening.py",
+               "tests/unit/test_kube_client.py"]
 UNIT_CNI = ["tests/unit/test_types.py", "tests/unit/test_invoke.py",
             "tests/unit/test_protocol.py", "tests/unit/test_confdir.py",
             "tests/unit/test_engine_contract.py"]
 E2E_CORE = ["tests/e2e/test_core_contract.py", "tests/e2e/test_core_add_del.py",
-            "tests/e2e/test_core_failures.py", "tests/e2e/test_core_versions.py"]
+            "tests/e2e/test_core_failures.py", "tests/e2e/test_core_versions.py",
+            "tests/e2e/test_conformance_core.py"]
 E2E_K8S = ["tests/e2e/test_k8s_attach.py", "tests/e2e/test_k8s_devices.py"]
 # Longest prefix wins.
 TESTS_FOR = {
@@ -66,7 +68,14 @@ TESTS_FOR = {
     "multinet/attach/networks.py": ["tests/unit/test_status.py", *UNIT_ENGINE, *E2E_K8S],
     "multinet/attach/podadd.py": UNIT_ENGINE + E2E_K8S,
     "multinet/attach/report.py": ["tests/unit/test_status.py", *UNIT_ENGINE, *E2E_K8S],
-    "multinet/attach/deviceinfo.py": ["tests/unit/test_devinfo.py", *E2E_K8S],
+    "multinet/attach/deviceinfo.py": ["tests/unit/test_std_deviceinfo.py",
+                                      "tests/unit/test_devinfo.py", *E2E_K8S],
+    "multinet/attach/delmark.py": ["tests/unit/test_lock.py", "tests/unit/test_cancel.py",
+                                   *UNIT_ENGINE, *E2E_CORE],
+    "multinet/attach/lock.py": ["tests/unit/test_lock.py", *UNIT_ENGINE, *E2E_CORE],
+    "multinet/attach/status.py": ["tests/e2e/test_std_conf_status.py", *UNIT_ENGINE],
+    # The policy-routing step of ADD is exercised only by its own tests.
+    "multinet/attach/add.py": [*UNIT_ENGINE, *E2E_CORE, "tests/e2e/test_policyroute.py"],
     "multinet/attach/routes.py": E2E_CORE + E2E_K8S,
     "multinet/attach/fanout.py": [*UNIT_ENGINE, *E2E_CORE, "tests/e2e/test_core_parallel.py"],
     "multinet/cni/": UNIT_CNI + E2E_CORE,

@@ -42,6 +42,9 @@ def _ensure_cni_dir(attachment: Attachment, directory: str) -> None:
             raise CNIError(IO_FAILURE, f"network {attachment.name!r}: cannot create the "
                            f"device-info directory {directory}: {exc.strerror}") from None
         return
+    except OSError as exc:  # a file where a parent directory should be, say
+        raise CNIError(IO_FAILURE, f"network {attachment.name!r}: cannot use the "
+                       f"device-info directory {directory}: {exc.strerror}") from None
     if not stat.S_ISDIR(info.st_mode):
         raise CNIError(IO_FAILURE, f"network {attachment.name!r}: the device-info directory "
                        f"{directory} is not a directory (a symlink?); refusing to use it")

@@ -534,6 +534,9 @@ def test_default_route_test_is_by_prefix_length():
     assert merge.is_default_route({"dst": "0.0.0.0/0"})
     assert merge.is_default_route({"dst": "::/0"})
     assert not merge.is_default_route({"dst": "0.0.0.0/1"})
+    # A plugin may write host bits under /0 (Go's ParseCIDR takes them): still the default.
+    assert merge.is_default_route({"dst": "198.18.0.1/0"})
+    assert merge.is_default_route({"dst": "fd00::1/0"})
     assert merge.route_family({"dst": "::/0"}) == 6
     assert merge.route_family({"dst": "198.18.0.0/15"}) == 4
 

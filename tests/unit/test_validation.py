@@ -295,6 +295,17 @@ def test_a_pod_asking_for_more_networks_than_the_cap_is_refused(tmp_path, form):
     assert not (tmp_path / "calls").exists(), "no delegate ran"
 
 
+def test_a_pod_at_the_cap_is_not_refused_for_its_count(tmp_path):
+    names = [f"net{i}" for i in range(MAX_ATTACHMENTS - 1)]  # the cluster network makes the cap
+    kube = FakeKube({"metadata": {"name": "p", "namespace": "pod-ns", "uid": "u1",
+                                  "annotations": {"k8s.v1.cni.cncf.io/networks": ",".join(names)}}})
+    stdin = json.dumps(base_conf(tmp_path)).encode()
+    environ = env(CNI_ARGS="K8S_POD_NAMESPACE=pod-ns;K8S_POD_NAME=p;K8S_POD_UID=u1")
+    status, _, out = respond(environ, stdin, kube_for=lambda _r: kube)
+    assert status == 1 and "at most" not in json.loads(out)["msg"], out
+    assert kube.nad_reads > 0, "the NADs are looked up: the count passed"
+
+
 def test_the_schema_bounds_match_the_documented_constants():
     from importlib import resources
 
