@@ -226,9 +226,11 @@ def plan_change(conf: MultinetConf, record: Record, pod: Mapping[str, Any],
     remove += leftovers
 
     taken = {s.attachment.ifname for s in [*fixed, *keep, *leftovers]}
+    reused = _reuse_leftovers(unmatched, leftovers)
     for selection in unmatched:
-        if selection.interface and selection.interface in taken:
-            owner = next(s.attachment.name for s in [*fixed, *keep]
+        if selection.interface and selection.interface in taken \
+                and selection.position not in reused:
+            owner = next(s.attachment.name for s in [*fixed, *keep, *leftovers]
                          if s.attachment.ifname == selection.interface)
             raise CNIError(INVALID_CONFIG,
                            f"pod annotation {NETWORKS_ANNOTATION}: element {selection.position} "
@@ -238,10 +240,29 @@ def plan_change(conf: MultinetConf, record: Record, pod: Mapping[str, Any],
     taken |= {a.ifname for a in replanned.values()}
     additions = list(replanned.values())
     for selection in unmatched:
-        ifname = selection.interface or _lowest_free(taken)
+        ifname = reused.get(selection.position) or selection.interface or _lowest_free(taken)
         taken.add(ifname)
         additions.append(_plan_one(request, settings, kube, selection, ifname))
     return _Plan([*fixed, *keep], remove, additions)
+
+
+def _reuse_leftovers(unmatched: list[NetworkSelection], leftovers: list[AttachmentState]
+                     ) -> dict[int, str]:
+    """Element position -> the interface of an earlier try's leftover of its NAD, which
+    this change DELs first (the DEL policy gives a never-added attachment up at its
+    second failed DEL, so it is gone by then): a retry adds the network again on the
+    same name, never on a new one per try. An element naming an interface takes only
+    that one."""
+    free = list(leftovers)
+    reused: dict[int, str] = {}
+    for selection in sorted(unmatched, key=lambda s: not s.interface):
+        for state in free:
+            if state.attachment.name == selection.key and \
+                    selection.interface in ("", None, state.attachment.ifname):
+                reused[selection.position] = state.attachment.ifname
+                free.remove(state)
+                break
+    return reused
 
 
 def _plan_one(request: Request, settings: K8sSettings, kube: PodSource,
@@ -469,7 +490,7 @@ def _addresses(state: AttachmentState) -> list[str]:
     return [ip["address"] for ip in result.get("ips", []) if ip.get("address")]
 
 
-def change_events(change: Change) -> list[report.Event]:
+def change_events(change: Change, retry_in: float | None = None) -> list[report.Event]:
     events: list[report.Event] = []
     for state in change.removed:
         events.append((REMOVED_INTERFACE, interface_message(
@@ -491,14 +512,20 @@ def change_events(change: Change) -> list[report.Event]:
             names = ", ".join(f"{n} ({i})" for n, i in change.failed) or "the change"
             message = (f"hot-plug of {names} failed and was rolled back: "
                        f"{change.error.msg}")
+        if retry_in is not None:
+            message += f"; tried again in {retry_in:g}s"
         events.append((HOTPLUG_FAILED, message, "Warning"))
     return events
 
 
-def publish(kube: Kube, pod: Mapping[str, Any], change: Change, retry_for: float) -> None:
-    """Status first (what the pod has), then the events; nothing when nothing changed."""
-    if not change.changed and change.error is None:
-        return
-    events = change_events(change)
-    events += report.patch_network_status(kube, pod, status_value(change), retry_for)
-    report.send_events(kube, dict(pod), events)
+def publish(kube: Kube, pod: Mapping[str, Any], change: Change, retry_for: float, *,
+            retry_in: float | None = None, status_owed: bool = False) -> bool:
+    """Status first (what the pod has), then the events; nothing when nothing changed
+    (unless an earlier status write failed: `status_owed`). False when network-status
+    could not be written."""
+    if not change.changed and change.error is None and not status_owed:
+        return True
+    events = change_events(change, retry_in)
+    failed = report.patch_network_status(kube, pod, status_value(change), retry_for)
+    report.send_events(kube, dict(pod), events + failed)
+    return not failed
