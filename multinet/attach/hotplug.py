@@ -36,6 +36,7 @@ from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.lock import container_lock
 from multinet.attach.networks import K8sSettings, _get_nad, _secondary
 from multinet.attach.plan import Attachment
+from multinet.attach.podrecords import running, same_pod
 from multinet.attach.record import ADDED, AttachmentState, Record, RecordStore, UnreadableRecord
 from multinet.cni import types as cnitypes
 from multinet.cni.errors import INVALID_CONFIG, CNIError
@@ -98,16 +99,17 @@ class Change:
 def find_record(store: RecordStore, namespace: str, name: str, uid: str) -> Record | None:
     """The record of the pod's running sandbox: fully added, its netns present, and
     the same pod (namespace, name and, where both know it, uid). Of several (a
-    sandbox being replaced), the most recently written."""
+    sandbox being replaced), the most recently written. Reads every record: the
+    daemon asks attach/podrecords.py, which reads only the pod's."""
     found: list[tuple[float, Record]] = []
     for container_id in store.container_ids():
         try:
             record = store.read(container_id)
         except UnreadableRecord:
             continue
-        if record is None or not _same_pod(record.pod, namespace, name, uid):
+        if record is None or not same_pod(record.pod, namespace, name, uid):
             continue
-        if record.state != ADDED or not record.netns or not os.path.exists(record.netns):
+        if not running(record):
             continue
         try:
             mtime = os.stat(store.path(container_id), follow_symlinks=False).st_mtime
@@ -125,15 +127,9 @@ def adding(store: RecordStore, namespace: str, name: str, uid: str) -> bool:
         except UnreadableRecord:
             continue
         if record is not None and record.state != ADDED \
-                and _same_pod(record.pod, namespace, name, uid):
+                and same_pod(record.pod, namespace, name, uid):
             return True
     return False
-
-
-def _same_pod(pod: Mapping[str, str], namespace: str, name: str, uid: str) -> bool:
-    if pod.get("namespace") != namespace or pod.get("name") != name:
-        return False
-    return not (uid and pod.get("uid") and pod.get("uid") != uid)
 
 
 def record_conf(record: Record, overlay: Mapping[str, Any]) -> MultinetConf:

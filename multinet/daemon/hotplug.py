@@ -7,6 +7,8 @@ relist, converges). A small pool of its own threads does the work, never the
 request workers. A pod is queued at most once; an edit arriving while its pod is
 being worked on queues it again for afterwards, and the worker reads the pod from
 the cache when it starts: a burst of edits coalesces to the latest annotation.
+A change that failed is queued again by its timer (daemon/hotplug_retry.py) until
+a try works, the annotation is edited or the pod goes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from multinet.attach import hotplug
 from multinet.attach.conf import DEFAULT_CNI_DIR
+from multinet.attach.podrecords import PodRecordIndex
 from multinet.attach.record import RecordStore
 from multinet.cni.errors import TRY_AGAIN_LATER, CNIError
 from multinet.daemon.hotplug_retry import Backoff
@@ -93,6 +96,7 @@ class HotPlugger:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._backoff = Backoff(self.enqueue)
+        self._records = PodRecordIndex(RecordStore(self.cni_dir))
         self._status_owed: set[Key] = set()  # network-status not written after a change
         if metrics is not None:
             metrics.registry.register(_PendingRetries(self))
@@ -185,13 +189,11 @@ class HotPlugger:
             self._forget(key)
             self._count("skipped")
             return None
-        record = None
-        if os.path.isdir(self.cni_dir):
-            store = RecordStore(self.cni_dir)
-            record = hotplug.find_record(store, namespace, name, meta.get("uid", ""))
-            if record is None and hotplug.adding(store, namespace, name, meta.get("uid", "")):
-                # Its ADD planned with the annotation it read: look again once it is done.
-                self._retry_later(key)
+        uid = meta.get("uid", "")
+        record = self._records.find(namespace, name, uid)
+        if record is None and self._records.adding(namespace, name, uid):
+            # Its ADD planned with the annotation it read: look again once it is done.
+            self._retry_later(key)
         if record is None:
             self._forget(key)
             self._count("skipped")  # not started here yet, or not fully added
