@@ -34,7 +34,7 @@ from typing import Any
 from multinet.attach import add, delegates, delete, merge, report
 from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.lock import container_lock
-from multinet.attach.networks import K8sSettings, _get_nad, _secondary
+from multinet.attach.networks import K8sSettings, _cluster_network, _get_nad, _secondary
 from multinet.attach.plan import Attachment
 from multinet.attach.podrecords import running, same_pod
 from multinet.attach.record import ADDED, AttachmentState, Record, RecordStore, UnreadableRecord
@@ -49,8 +49,10 @@ from multinet.k8s.events import (
     interface_message,
 )
 from multinet.k8s.selection import (
+    DEFAULT_NETWORK_ANNOTATION,
     NETWORKS_ANNOTATION,
     NetworkSelection,
+    parse_default_network_annotation,
     parse_networks_annotation,
 )
 from multinet.k8s.status import network_status_json
@@ -80,6 +82,8 @@ class Change:
     not_removed: list[AttachmentState] = field(default_factory=list)
     # What policy routing each of `attachments` has (attach/policyroute.py).
     policy_routing: list[dict[str, Any] | None] = field(default_factory=list)
+    # The pod's default network or defaultNetworks changed: why that needs a restart.
+    primary: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -156,6 +160,53 @@ def _first_annotation_index(settings: K8sSettings, namespace: str) -> int:
     return 1 + defaults
 
 
+def _recorded_settings(record: Record, settings: K8sSettings) -> K8sSettings:
+    """The settings the sandbox's ADD planned with (which of its attachments are the
+    node's), whatever the node's are now; `settings` for a record without its conf."""
+    if not record.conf:
+        return settings
+    base = {"cniVersion": "1.1.0", "name": "multinet-hotplug", "type": "multinet"}
+    try:
+        return K8sSettings.from_conf(load_conf({**base, **record.conf}))
+    except CNIError:
+        return settings
+
+
+def primary_change(conf: MultinetConf, record: Record, pod: Mapping[str, Any],
+                   kube: PodSource) -> str | None:
+    """Why the pod's default network or the node's defaultNetworks, as they are now,
+    differ from what the sandbox was ADDed with; None when they match (or cannot be
+    told: a bad annotation is the ADD's to refuse). Multus never changes them on a
+    running pod and neither does multinet (eth0 carries the pod's cluster address):
+    this says so, it never changes them."""
+    settings = K8sSettings.from_conf(conf)
+    meta = pod.get("metadata") or {}
+    namespace = meta.get("namespace", "")
+    value = (meta.get("annotations") or {}).get(DEFAULT_NETWORK_ANNOTATION, "")
+    have = [s.attachment.name for s in record.attachments]
+    if not have:
+        return None
+    try:
+        if value.strip():
+            want = parse_default_network_annotation(value, settings.multus_namespace).key
+            asked = f"pod annotation {DEFAULT_NETWORK_ANNOTATION} names {want!r}"
+        else:
+            want = _cluster_network(conf, settings, kube, None)[0]
+            asked = f"the pod's default network is now {want!r}"
+    except CNIError:
+        want = have[0]
+    if want != have[0]:
+        return (f"{asked}, but the pod keeps {have[0]!r} on {record.ifname}: the default "
+                "network of a running pod is never changed; restart the pod to change it")
+    recorded = _recorded_settings(record, settings)
+    if namespace in settings.system_namespaces or recorded is settings \
+            or recorded.default_networks == settings.default_networks:
+        return None
+    return (f"the node's defaultNetworks is now {list(settings.default_networks)}, the pod "
+            f"was started with {list(recorded.default_networks)} and keeps them: "
+            "restart the pod to change them")
+
+
 def _requested(attachment: Attachment) -> dict[str, Any]:
     """What the element asked for, as it reached the attachment's plan."""
     caps = {k: attachment.capability_args[k] for k in _REQUESTED_CAPABILITIES
@@ -181,7 +232,7 @@ def plan_change(conf: MultinetConf, record: Record, pod: Mapping[str, Any],
     annotations = meta.get("annotations") or {}
     selections = parse_networks_annotation(annotations.get(NETWORKS_ANNOTATION, ""), namespace)
     settings.isolation.check(namespace, selections, NETWORKS_ANNOTATION)
-    first = _first_annotation_index(settings, namespace)
+    first = _first_annotation_index(_recorded_settings(record, settings), namespace)
     fixed = record.attachments[:first]
     # One whose ADD never completed (its rollback DEL failed) is not attached: it is
     # DELeted again, and its interface stays taken until that succeeds.
@@ -332,6 +383,7 @@ def _reconcile_locked(conf: MultinetConf, store: RecordStore, record: Record,
                       pod: Mapping[str, Any], kube: PodSource,
                       base_env: Mapping[str, str] | None) -> Change:
     change = Change(record.container_id)
+    change.primary = primary_change(conf, record, pod, kube)
     try:
         plan = plan_change(conf, record, pod, kube)
     except CNIError as err:
@@ -459,6 +511,9 @@ def _settle(conf: MultinetConf, record: Record, change: Change, routes: bool = T
 
 
 # -- telling Kubernetes -------------------------------------------------------------------
+
+# The Warning that says a change of the pod's primary networks waits for a restart.
+NEEDS_RESTART = "NetworkChangeNeedsRestart"
 
 # The status entry of an element asked for and not attached carries why (NPWG section
 # 5.3: keys outside the spec are reverse-DNS named).

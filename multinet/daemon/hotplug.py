@@ -22,13 +22,13 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 
-from multinet.attach import hotplug
+from multinet.attach import hotplug, report
 from multinet.attach.conf import DEFAULT_CNI_DIR
 from multinet.attach.podrecords import PodRecordIndex
 from multinet.attach.record import RecordStore
 from multinet.cni.errors import TRY_AGAIN_LATER, CNIError
 from multinet.daemon.hotplug_retry import Backoff
-from multinet.k8s.selection import NETWORKS_ANNOTATION
+from multinet.k8s.selection import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION
 
 log = logging.getLogger("multinet.daemon.hotplug")
 
@@ -69,10 +69,12 @@ class _PendingRetries:
         yield family
 
 
-def _networks(pod: Mapping[str, Any] | None) -> str | None:
-    if pod is None:
-        return None
-    return ((pod.get("metadata") or {}).get("annotations") or {}).get(NETWORKS_ANNOTATION, "")
+def _wish(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """What the pod asks for: its networks, and its default network (never changed on a
+    running pod, but a change of it is told)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return (annotations.get(NETWORKS_ANNOTATION, ""),
+            annotations.get(DEFAULT_NETWORK_ANNOTATION, ""))
 
 
 class HotPlugger:
@@ -98,6 +100,7 @@ class HotPlugger:
         self._backoff = Backoff(self.enqueue)
         self._records = PodRecordIndex(RecordStore(self.cni_dir))
         self._status_owed: set[Key] = set()  # network-status not written after a change
+        self._told_primary: dict[Key, str] = {}  # the needs-restart Warning last posted
         if metrics is not None:
             metrics.registry.register(_PendingRetries(self))
 
@@ -134,7 +137,7 @@ class HotPlugger:
                 meta = old.get("metadata") or {}
                 self._forget((meta.get("namespace", ""), meta.get("name", "")))
             return
-        if old is not None and _networks(old) == _networks(new):
+        if old is not None and _wish(old) == _wish(new):
             return
         meta = new.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
@@ -220,6 +223,7 @@ class HotPlugger:
             self._count("skipped")  # the sandbox's DEL came first
             return None
         self._count(change.result)
+        self._tell_primary(key, pod, change.primary)
         if change.result != "noop":
             log.info("hot-plug of pod %s/%s (container %s): %s; removed %s, added %s%s",
                      namespace, name, record.container_id, change.result,
@@ -259,8 +263,25 @@ class HotPlugger:
                     self._backoff.failures(key))
         return seconds
 
+    def _tell_primary(self, key: Key, pod: Mapping[str, Any], message: str | None) -> None:
+        """Say once per wish that the pod's primary networks change only at a restart."""
+        with self._guard:
+            if message is None or self._told_primary.get(key) == message:
+                if message is None:
+                    self._told_primary.pop(key, None)
+                return
+            self._told_primary[key] = message
+        log.warning("pod %s/%s: %s", key[0], key[1], message)
+        self._count("needs_restart")
+        try:
+            report.send_events(self.kube, dict(pod), [(hotplug.NEEDS_RESTART, message,
+                                                       "Warning")])
+        except CNIError as err:
+            log.error("pod %s/%s: event not posted: %s", key[0], key[1], err.msg)
+
     def _forget(self, key: Key) -> None:
         with self._guard:
+            self._told_primary.pop(key, None)
             self._status_owed.discard(key)
             self._backoff.forget(key)
 
