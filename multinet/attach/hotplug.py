@@ -34,8 +34,9 @@ from typing import Any
 from multinet.attach import add, delegates, delete, merge, report
 from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.lock import container_lock
-from multinet.attach.networks import K8sSettings, _get_nad, _secondary
+from multinet.attach.networks import K8sSettings, _cluster_network, _get_nad, _secondary
 from multinet.attach.plan import Attachment
+from multinet.attach.podrecords import running, same_pod
 from multinet.attach.record import ADDED, AttachmentState, Record, RecordStore, UnreadableRecord
 from multinet.cni import types as cnitypes
 from multinet.cni.errors import INVALID_CONFIG, CNIError
@@ -48,8 +49,10 @@ from multinet.k8s.events import (
     interface_message,
 )
 from multinet.k8s.selection import (
+    DEFAULT_NETWORK_ANNOTATION,
     NETWORKS_ANNOTATION,
     NetworkSelection,
+    parse_default_network_annotation,
     parse_networks_annotation,
 )
 from multinet.k8s.status import network_status_json
@@ -79,6 +82,8 @@ class Change:
     not_removed: list[AttachmentState] = field(default_factory=list)
     # What policy routing each of `attachments` has (attach/policyroute.py).
     policy_routing: list[dict[str, Any] | None] = field(default_factory=list)
+    # The pod's default network or defaultNetworks changed: why that needs a restart.
+    primary: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -98,16 +103,17 @@ class Change:
 def find_record(store: RecordStore, namespace: str, name: str, uid: str) -> Record | None:
     """The record of the pod's running sandbox: fully added, its netns present, and
     the same pod (namespace, name and, where both know it, uid). Of several (a
-    sandbox being replaced), the most recently written."""
+    sandbox being replaced), the most recently written. Reads every record: the
+    daemon asks attach/podrecords.py, which reads only the pod's."""
     found: list[tuple[float, Record]] = []
     for container_id in store.container_ids():
         try:
             record = store.read(container_id)
         except UnreadableRecord:
             continue
-        if record is None or not _same_pod(record.pod, namespace, name, uid):
+        if record is None or not same_pod(record.pod, namespace, name, uid):
             continue
-        if record.state != ADDED or not record.netns or not os.path.exists(record.netns):
+        if not running(record):
             continue
         try:
             mtime = os.stat(store.path(container_id), follow_symlinks=False).st_mtime
@@ -125,15 +131,9 @@ def adding(store: RecordStore, namespace: str, name: str, uid: str) -> bool:
         except UnreadableRecord:
             continue
         if record is not None and record.state != ADDED \
-                and _same_pod(record.pod, namespace, name, uid):
+                and same_pod(record.pod, namespace, name, uid):
             return True
     return False
-
-
-def _same_pod(pod: Mapping[str, str], namespace: str, name: str, uid: str) -> bool:
-    if pod.get("namespace") != namespace or pod.get("name") != name:
-        return False
-    return not (uid and pod.get("uid") and pod.get("uid") != uid)
 
 
 def record_conf(record: Record, overlay: Mapping[str, Any]) -> MultinetConf:
@@ -158,6 +158,53 @@ def _first_annotation_index(settings: K8sSettings, namespace: str) -> int:
     annotation's networks (attach/networks.py); only the last are the pod's to change."""
     defaults = 0 if namespace in settings.system_namespaces else len(settings.default_networks)
     return 1 + defaults
+
+
+def _recorded_settings(record: Record, settings: K8sSettings) -> K8sSettings:
+    """The settings the sandbox's ADD planned with (which of its attachments are the
+    node's), whatever the node's are now; `settings` for a record without its conf."""
+    if not record.conf:
+        return settings
+    base = {"cniVersion": "1.1.0", "name": "multinet-hotplug", "type": "multinet"}
+    try:
+        return K8sSettings.from_conf(load_conf({**base, **record.conf}))
+    except CNIError:
+        return settings
+
+
+def primary_change(conf: MultinetConf, record: Record, pod: Mapping[str, Any],
+                   kube: PodSource) -> str | None:
+    """Why the pod's default network or the node's defaultNetworks, as they are now,
+    differ from what the sandbox was ADDed with; None when they match (or cannot be
+    told: a bad annotation is the ADD's to refuse). Multus never changes them on a
+    running pod and neither does multinet (eth0 carries the pod's cluster address):
+    this says so, it never changes them."""
+    settings = K8sSettings.from_conf(conf)
+    meta = pod.get("metadata") or {}
+    namespace = meta.get("namespace", "")
+    value = (meta.get("annotations") or {}).get(DEFAULT_NETWORK_ANNOTATION, "")
+    have = [s.attachment.name for s in record.attachments]
+    if not have:
+        return None
+    try:
+        if value.strip():
+            want = parse_default_network_annotation(value, settings.multus_namespace).key
+            asked = f"pod annotation {DEFAULT_NETWORK_ANNOTATION} names {want!r}"
+        else:
+            want = _cluster_network(conf, settings, kube, None)[0]
+            asked = f"the pod's default network is now {want!r}"
+    except CNIError:
+        want = have[0]
+    if want != have[0]:
+        return (f"{asked}, but the pod keeps {have[0]!r} on {record.ifname}: the default "
+                "network of a running pod is never changed; restart the pod to change it")
+    recorded = _recorded_settings(record, settings)
+    if namespace in settings.system_namespaces or recorded is settings \
+            or recorded.default_networks == settings.default_networks:
+        return None
+    return (f"the node's defaultNetworks is now {list(settings.default_networks)}, the pod "
+            f"was started with {list(recorded.default_networks)} and keeps them: "
+            "restart the pod to change them")
 
 
 def _requested(attachment: Attachment) -> dict[str, Any]:
@@ -185,7 +232,7 @@ def plan_change(conf: MultinetConf, record: Record, pod: Mapping[str, Any],
     annotations = meta.get("annotations") or {}
     selections = parse_networks_annotation(annotations.get(NETWORKS_ANNOTATION, ""), namespace)
     settings.isolation.check(namespace, selections, NETWORKS_ANNOTATION)
-    first = _first_annotation_index(settings, namespace)
+    first = _first_annotation_index(_recorded_settings(record, settings), namespace)
     fixed = record.attachments[:first]
     # One whose ADD never completed (its rollback DEL failed) is not attached: it is
     # DELeted again, and its interface stays taken until that succeeds.
@@ -226,9 +273,11 @@ def plan_change(conf: MultinetConf, record: Record, pod: Mapping[str, Any],
     remove += leftovers
 
     taken = {s.attachment.ifname for s in [*fixed, *keep, *leftovers]}
+    reused = _reuse_leftovers(unmatched, leftovers)
     for selection in unmatched:
-        if selection.interface and selection.interface in taken:
-            owner = next(s.attachment.name for s in [*fixed, *keep]
+        if selection.interface and selection.interface in taken \
+                and selection.position not in reused:
+            owner = next(s.attachment.name for s in [*fixed, *keep, *leftovers]
                          if s.attachment.ifname == selection.interface)
             raise CNIError(INVALID_CONFIG,
                            f"pod annotation {NETWORKS_ANNOTATION}: element {selection.position} "
@@ -238,10 +287,29 @@ def plan_change(conf: MultinetConf, record: Record, pod: Mapping[str, Any],
     taken |= {a.ifname for a in replanned.values()}
     additions = list(replanned.values())
     for selection in unmatched:
-        ifname = selection.interface or _lowest_free(taken)
+        ifname = reused.get(selection.position) or selection.interface or _lowest_free(taken)
         taken.add(ifname)
         additions.append(_plan_one(request, settings, kube, selection, ifname))
     return _Plan([*fixed, *keep], remove, additions)
+
+
+def _reuse_leftovers(unmatched: list[NetworkSelection], leftovers: list[AttachmentState]
+                     ) -> dict[int, str]:
+    """Element position -> the interface of an earlier try's leftover of its NAD, which
+    this change DELs first (the DEL policy gives a never-added attachment up at its
+    second failed DEL, so it is gone by then): a retry adds the network again on the
+    same name, never on a new one per try. An element naming an interface takes only
+    that one."""
+    free = list(leftovers)
+    reused: dict[int, str] = {}
+    for selection in sorted(unmatched, key=lambda s: not s.interface):
+        for state in free:
+            if state.attachment.name == selection.key and \
+                    selection.interface in ("", None, state.attachment.ifname):
+                reused[selection.position] = state.attachment.ifname
+                free.remove(state)
+                break
+    return reused
 
 
 def _plan_one(request: Request, settings: K8sSettings, kube: PodSource,
@@ -315,6 +383,7 @@ def _reconcile_locked(conf: MultinetConf, store: RecordStore, record: Record,
                       pod: Mapping[str, Any], kube: PodSource,
                       base_env: Mapping[str, str] | None) -> Change:
     change = Change(record.container_id)
+    change.primary = primary_change(conf, record, pod, kube)
     try:
         plan = plan_change(conf, record, pod, kube)
     except CNIError as err:
@@ -443,6 +512,9 @@ def _settle(conf: MultinetConf, record: Record, change: Change, routes: bool = T
 
 # -- telling Kubernetes -------------------------------------------------------------------
 
+# The Warning that says a change of the pod's primary networks waits for a restart.
+NEEDS_RESTART = "NetworkChangeNeedsRestart"
+
 # The status entry of an element asked for and not attached carries why (NPWG section
 # 5.3: keys outside the spec are reverse-DNS named).
 STATUS_ERROR_KEY = "io.multinet.hotplug-error"
@@ -469,7 +541,7 @@ def _addresses(state: AttachmentState) -> list[str]:
     return [ip["address"] for ip in result.get("ips", []) if ip.get("address")]
 
 
-def change_events(change: Change) -> list[report.Event]:
+def change_events(change: Change, retry_in: float | None = None) -> list[report.Event]:
     events: list[report.Event] = []
     for state in change.removed:
         events.append((REMOVED_INTERFACE, interface_message(
@@ -491,14 +563,20 @@ def change_events(change: Change) -> list[report.Event]:
             names = ", ".join(f"{n} ({i})" for n, i in change.failed) or "the change"
             message = (f"hot-plug of {names} failed and was rolled back: "
                        f"{change.error.msg}")
+        if retry_in is not None:
+            message += f"; tried again in {retry_in:g}s"
         events.append((HOTPLUG_FAILED, message, "Warning"))
     return events
 
 
-def publish(kube: Kube, pod: Mapping[str, Any], change: Change, retry_for: float) -> None:
-    """Status first (what the pod has), then the events; nothing when nothing changed."""
-    if not change.changed and change.error is None:
-        return
-    events = change_events(change)
-    events += report.patch_network_status(kube, pod, status_value(change), retry_for)
-    report.send_events(kube, dict(pod), events)
+def publish(kube: Kube, pod: Mapping[str, Any], change: Change, retry_for: float, *,
+            retry_in: float | None = None, status_owed: bool = False) -> bool:
+    """Status first (what the pod has), then the events; nothing when nothing changed
+    (unless an earlier status write failed: `status_owed`). False when network-status
+    could not be written."""
+    if not change.changed and change.error is None and not status_owed:
+        return True
+    events = change_events(change, retry_in)
+    failed = report.patch_network_status(kube, pod, status_value(change), retry_for)
+    report.send_events(kube, dict(pod), events + failed)
+    return not failed

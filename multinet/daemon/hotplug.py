@@ -7,6 +7,8 @@ relist, converges). A small pool of its own threads does the work, never the
 request workers. A pod is queued at most once; an edit arriving while its pod is
 being worked on queues it again for afterwards, and the worker reads the pod from
 the cache when it starts: a burst of edits coalesces to the latest annotation.
+A change that failed is queued again by its timer (daemon/hotplug_retry.py) until
+a try works, the annotation is edited or the pod goes.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from multinet.attach import hotplug
+from prometheus_client.core import GaugeMetricFamily
+
+from multinet.attach import hotplug, report
 from multinet.attach.conf import DEFAULT_CNI_DIR
+from multinet.attach.podrecords import PodRecordIndex
 from multinet.attach.record import RecordStore
-from multinet.cni.errors import CNIError
-from multinet.k8s.selection import NETWORKS_ANNOTATION
+from multinet.cni.errors import TRY_AGAIN_LATER, CNIError
+from multinet.daemon.hotplug_retry import Backoff
+from multinet.k8s.selection import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION
 
 log = logging.getLogger("multinet.daemon.hotplug")
 
@@ -31,13 +37,44 @@ DEFAULT_WORKERS = 2
 # times (the runtime's ADD deadline is a few minutes).
 RETRY_SECONDS = 1.0
 RETRY_ATTEMPTS = 240
+# How long a hot-plug waits for the container lock (another operation on the sandbox)
+# before it counts as failed and is retried later, freeing its worker.
+LOCK_SECONDS = 30.0
 Key = tuple[str, str]
 
 
-def _networks(pod: Mapping[str, Any] | None) -> str | None:
-    if pod is None:
-        return None
-    return ((pod.get("metadata") or {}).get("annotations") or {}).get(NETWORKS_ANNOTATION, "")
+def _worth_retrying(change: hotplug.Change) -> bool:
+    """A failure, or a refusal for a reason that may pass (code 11): yes. A refusal of
+    what the pod asks for (no such NAD, isolation, a bad annotation): the next edit."""
+    error = change.error
+    return error is not None and (not change.refused or error.code == TRY_AGAIN_LATER)
+
+
+def _networks_of(change: hotplug.Change) -> str:
+    names = [n for n, _ in change.failed] + [s.attachment.name for s in change.not_removed]
+    return ", ".join(dict.fromkeys(names)) or "the change"
+
+
+class _PendingRetries:
+    """multinet_hotplug_retries_pending, read at scrape time."""
+
+    def __init__(self, plugger: HotPlugger) -> None:
+        self._plugger = plugger
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "multinet_hotplug_retries_pending",
+            "Pods whose failed hot-plug change waits for its automatic retry")
+        family.add_metric([], self._plugger.pending_retries())
+        yield family
+
+
+def _wish(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """What the pod asks for: its networks, and its default network (never changed on a
+    running pod, but a change of it is told)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return (annotations.get(NETWORKS_ANNOTATION, ""),
+            annotations.get(DEFAULT_NETWORK_ANNOTATION, ""))
 
 
 class HotPlugger:
@@ -60,6 +97,12 @@ class HotPlugger:
         self._retries: dict[Key, int] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._backoff = Backoff(self.enqueue)
+        self._records = PodRecordIndex(RecordStore(self.cni_dir))
+        self._status_owed: set[Key] = set()  # network-status not written after a change
+        self._told_primary: dict[Key, str] = {}  # the needs-restart Warning last posted
+        if metrics is not None:
+            metrics.registry.register(_PendingRetries(self))
 
     def start(self) -> bool:
         """Follow the pod cache; False (and nothing started) when pods are not cached."""
@@ -75,6 +118,7 @@ class HotPlugger:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stopping.set()
+        self._backoff.stop()
         for _ in self._threads:
             self._queue.put(None)
         for thread in self._threads:
@@ -89,11 +133,18 @@ class HotPlugger:
 
     def on_pod_change(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> None:
         if new is None:
-            return  # deleted: its sandbox's DEL does the rest
-        if old is not None and _networks(old) == _networks(new):
+            if old is not None:  # deleted: no more retries; its sandbox's DEL does the rest
+                meta = old.get("metadata") or {}
+                self._forget((meta.get("namespace", ""), meta.get("name", "")))
+            return
+        if old is not None and _wish(old) == _wish(new):
             return
         meta = new.get("metadata") or {}
-        self.enqueue((meta.get("namespace", ""), meta.get("name", "")))
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if old is not None:
+            with self._guard:
+                self._backoff.forget(key)  # a new wish: its first failure waits FIRST again
+        self.enqueue(key)
 
     def enqueue(self, key: Key) -> None:
         with self._guard:
@@ -129,47 +180,113 @@ class HotPlugger:
     # -- one pod ------------------------------------------------------------------------------
 
     def handle(self, namespace: str, name: str) -> hotplug.Change | None:
+        key = (namespace, name)
         pods = getattr(self.kube, "pods", None)
         pod = pods.get(namespace, name) if pods is not None else None
         if pod is None:
+            self._forget(key)
             return None
         meta = pod.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             log.debug("pod %s/%s is being deleted: no hot-plug", namespace, name)
+            self._forget(key)
             self._count("skipped")
             return None
-        record = None
-        if os.path.isdir(self.cni_dir):
-            store = RecordStore(self.cni_dir)
-            record = hotplug.find_record(store, namespace, name, meta.get("uid", ""))
-            if record is None and hotplug.adding(store, namespace, name, meta.get("uid", "")):
-                # Its ADD planned with the annotation it read: look again once it is done.
-                self._retry_later((namespace, name))
+        uid = meta.get("uid", "")
+        record = self._records.find(namespace, name, uid)
+        if record is None and self._records.adding(namespace, name, uid):
+            # Its ADD planned with the annotation it read: look again once it is done.
+            self._retry_later(key)
         if record is None:
+            self._forget(key)
             self._count("skipped")  # not started here yet, or not fully added
             return None
         with self._guard:
-            self._retries.pop((namespace, name), None)
+            self._retries.pop(key, None)
         try:
             conf = hotplug.record_conf(record, self.overlay)
         except CNIError as err:
             log.error("hot-plug of pod %s/%s: its recorded config is unusable: %s",
                       namespace, name, err.msg)
+            self._forget(key)  # trying again cannot help: the record stays as it is
             self._count("failed")
             return None
-        change = hotplug.reconcile(conf, record.container_id, pod, self.kube, self.environ)
+        try:
+            change = hotplug.reconcile(conf, record.container_id, pod, self.kube, self.environ,
+                                       lock_timeout=LOCK_SECONDS)
+        except CNIError as err:  # the container lock stayed busy
+            self._count("failed")
+            self._failed(key, pod, "", err.msg)
+            return None
         if change is None:
+            self._forget(key)
             self._count("skipped")  # the sandbox's DEL came first
             return None
         self._count(change.result)
+        self._tell_primary(key, pod, change.primary)
         if change.result != "noop":
             log.info("hot-plug of pod %s/%s (container %s): %s; removed %s, added %s%s",
                      namespace, name, record.container_id, change.result,
                      [s.attachment.ifname for s in change.removed],
                      [s.attachment.ifname for s in change.added],
                      f": {change.error.msg}" if change.error else "")
-        hotplug.publish(self.kube, pod, change, self.status_retry)
+        retry_in = None
+        if change.error is not None and _worth_retrying(change):
+            retry_in = self._failed(key, pod, _networks_of(change), change.error.msg)
+        with self._guard:
+            owed = key in self._status_owed
+        written = hotplug.publish(self.kube, pod, change, self.status_retry,
+                                  retry_in=retry_in, status_owed=owed)
+        with self._guard:
+            if written:
+                self._status_owed.discard(key)
+            else:
+                self._status_owed.add(key)
+        if not written and retry_in is None:
+            retry_in = self._failed(key, pod, "network-status", "the API refused the patch")
+        if retry_in is None:
+            self._backoff.forget(key)  # done: the pod has what it asks for, or never can
         return change
+
+    def _failed(self, key: Key, pod: Mapping[str, Any], what: str, error: str) -> float | None:
+        """Log the failure and set the pod's retry timer; the delay (None: the pod went
+        meanwhile, no retry)."""
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        with self._guard:  # against on_pod_change's forget: a pod that went stays gone
+            current = self.kube.pods.get(*key)
+            alive = current is not None and (current.get("metadata") or {}).get("uid", "") == uid
+            seconds = self._backoff.schedule(key) if alive else None
+        if seconds is None:
+            return None
+        log.warning("hot-plug of pod %s/%s failed (%s): %s; tried again in %gs (failure %d)",
+                    key[0], key[1], what or "the change", error, seconds,
+                    self._backoff.failures(key))
+        return seconds
+
+    def _tell_primary(self, key: Key, pod: Mapping[str, Any], message: str | None) -> None:
+        """Say once per wish that the pod's primary networks change only at a restart."""
+        with self._guard:
+            if message is None or self._told_primary.get(key) == message:
+                if message is None:
+                    self._told_primary.pop(key, None)
+                return
+            self._told_primary[key] = message
+        log.warning("pod %s/%s: %s", key[0], key[1], message)
+        self._count("needs_restart")
+        try:
+            report.send_events(self.kube, dict(pod), [(hotplug.NEEDS_RESTART, message,
+                                                       "Warning")])
+        except CNIError as err:
+            log.error("pod %s/%s: event not posted: %s", key[0], key[1], err.msg)
+
+    def _forget(self, key: Key) -> None:
+        with self._guard:
+            self._told_primary.pop(key, None)
+            self._status_owed.discard(key)
+            self._backoff.forget(key)
+
+    def pending_retries(self) -> int:
+        return self._backoff.pending()
 
     def _retry_later(self, key: Key) -> None:
         """Queue `key` again in RETRY_SECONDS, at most RETRY_ATTEMPTS times in a row."""

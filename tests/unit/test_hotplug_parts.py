@@ -212,3 +212,43 @@ def test_no_hotplug_without_a_fully_added_record(tmp_path):
     store.write(record)
     assert hotplug.find_record(store, NS, "p", "u").container_id == "c1"
     assert hotplug.find_record(store, NS, "p", "other-uid") is None
+
+
+def _kube_with_cluster() -> FakeKube:
+    kube = FakeKube("a", "b")
+    for name in ("cluster", "other", "d"):
+        kube.nads[("kube-system", name)] = {
+            "metadata": {"namespace": "kube-system", "name": name},
+            "spec": {"config": json.dumps(_net(name))}}
+    return kube
+
+
+def _primary(record: Record, annotations: dict[str, str], **conf: Any) -> str | None:
+    base = {"cniVersion": "1.1.0", "name": "m", "type": "multinet",
+            "clusterNetwork": "cluster", **conf}
+    pod = {"metadata": {"namespace": NS, "name": "p", "uid": "u", "annotations": annotations}}
+    return hotplug.primary_change(load_conf(base), record, pod, _kube_with_cluster())
+
+
+def test_a_changed_default_network_is_told_never_applied():
+    record = _record(_state("ns1/a", "net1"))
+    record.attachments[0] = _state("kube-system/cluster", "eth0")
+    assert _primary(record, {}) is None
+    assert _primary(record, {"v1.multus-cni.io/default-network": "cluster"}) is None
+    told = _primary(record, {"v1.multus-cni.io/default-network": "other"})
+    assert "v1.multus-cni.io/default-network" in told and "kube-system/other" in told
+    assert "kube-system/cluster" in told and "restart" in told
+    assert _primary(record, {"v1.multus-cni.io/default-network": "a, b"}) is None  # bad: ADD's
+
+
+def test_a_changed_default_networks_list_is_told_and_the_recorded_one_is_kept():
+    record = _record(_state("kube-system/d", "net1"), _state("ns1/a", "net2"))
+    record.attachments[0] = _state("kube-system/cluster", "eth0")
+    record.conf = {"clusterNetwork": "cluster", "defaultNetworks": ["d"]}
+    assert _primary(record, {}, defaultNetworks=["d"]) is None
+    told = _primary(record, {}, defaultNetworks=[])
+    assert "defaultNetworks" in told and "restart" in told
+    # The node's list changed since the ADD: the pod's own networks are still told
+    # apart by what its ADD planned with; d is never taken for an annotation's network.
+    plan = _plan(record, "a", defaultNetworks=[])
+    assert plan.remove == [] and plan.add == []
