@@ -344,13 +344,23 @@ def test_a_del_mid_add_waits_and_stops_it_before_the_next_attachment(pod, workdi
     records = [os.path.join(workdir, f"calls{i}.jsonl") for i in range(3)]
     nets = [{"cniVersion": "1.0.0", "name": f"rec{i}", "type": "recorder",
              "recordFile": records[i]} for i in range(3)]
-    nets[1].update(sleep=1.0, pidFile=pid_file)
+    release = os.path.join(workdir, "release")
+    nets[1].update(holdUntil=release, pidFile=pid_file)
     conf = configs.multinet_conf(os.path.join(workdir, "cni"), nets, bin_dir=TEST_PLUGINS,
                                  delegateTimeoutSeconds=60, parallelAttachments=1)
     adding, add_out = in_thread(lambda: dispatcher().answer(
         frame("ADD", conf, "cmid", pod.path)))
     read_pid(pid_file)
-    answer = dispatcher().answer(frame("DEL", conf, "cmid", pod.path))
+    deleting, del_out = in_thread(lambda: dispatcher().answer(
+        frame("DEL", conf, "cmid", pod.path)))
+    # The second delegate runs until the DEL has announced itself, however slow the
+    # machine: the ADD meets the DEL before its next attachment.
+    marker = os.path.join(conf["cniDir"], LOCK_DIR, "cmid.del")
+    wait_for(lambda: os.path.exists(marker) or del_out, "the DEL to arrive")
+    open(release, "w").close()
+    deleting.join(BOUND)
+    assert not deleting.is_alive()
+    answer = del_out[0]
     assert answer["code"] == 0, answer
     adding.join(BOUND)
     assert not adding.is_alive()
