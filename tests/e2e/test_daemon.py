@@ -270,8 +270,10 @@ def test_del_racing_its_add_waits_for_it(cnode, pod, daemon, workdir):
     wait_for(lambda: os.path.exists(pid_file), what="the slow delegate to start")
     deleting = daemon.shim_async("DEL", conf, "crace", pod.path)
     # Let the ADD go only once its DEL is in the daemon too: the race is then certain.
-    wait_for(lambda: inflight(daemon) == 2, what="the DEL to reach the daemon")
-    let_go(release)
+    try:
+        wait_for(lambda: inflight(daemon) == 2, what="the DEL to reach the daemon")
+    finally:
+        let_go(release)
     delete = finish(deleting)
     added = finish(add)
     assert added.returncode == 0, added.stdout

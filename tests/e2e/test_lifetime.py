@@ -356,8 +356,10 @@ def test_a_del_mid_add_waits_and_stops_it_before_the_next_attachment(pod, workdi
     # The second delegate runs until the DEL has announced itself, however slow the
     # machine: the ADD meets the DEL before its next attachment.
     marker = os.path.join(conf["cniDir"], LOCK_DIR, "cmid.del")
-    wait_for(lambda: os.path.exists(marker) or del_out, "the DEL to arrive")
-    open(release, "w").close()
+    try:
+        wait_for(lambda: os.path.exists(marker) or del_out, "the DEL to arrive")
+    finally:
+        open(release, "w").close()
     deleting.join(BOUND)
     assert not deleting.is_alive()
     answer = del_out[0]
