@@ -557,6 +557,9 @@ def test_direct_store_access_keeps_status_and_notifies_watchers(api: ApiServer,
     rv = core.list_namespaced_pod(NS).metadata.resource_version
     events = collect(core.list_namespaced_pod, NS, resource_version=rv, timeout_seconds=30,
                      until=2)
+    # The list was empty, so rv is "0", which means "from any point": a watch that
+    # opened only after both writes would see one ADDED of the pod as it is by then.
+    wait_for_watch(api)
     body = pod_body("direct")
     body["status"] = {"phase": "Running", "podIP": "198.18.0.9"}
     created = api.create(body)
