@@ -27,9 +27,11 @@ def _add_during_an_outage(cnode, api, pod, workdir, retry_seconds: float,
     until `hold` seconds after the first status PATCH was refused; return the pod's
     network-status once the API is back."""
     started = os.path.join(workdir, "slow-started")
+    down = os.path.join(workdir, "api-down")  # the slow delegate ends once it exists
     api.create(nad_obj("kube-system", "cluster", configs.bridge_net("cluster", cnode.ipam_dir)))
     api.create(nad_obj("ns1", "slow", {"cniVersion": "1.0.0", "name": "slow",
-                                       "type": "recorder", "pidFile": started, "sleep": 1}))
+                                       "type": "recorder", "pidFile": started,
+                                       "holdUntil": down}))
     p = api.create(pod_obj("ns1", "p1", {"k8s.v1.cni.cncf.io/networks": "slow"}))
     conf = cnode.conf([], kubeconfig=str(api.kubeconfig), clusterNetwork="cluster",
                       statusRetrySeconds=retry_seconds)
@@ -39,11 +41,13 @@ def _add_during_an_outage(cnode, api, pod, workdir, retry_seconds: float,
         try:
             if wait_for(lambda: os.path.exists(started)):
                 api.outage(True)
+                open(down, "w").close()
                 if wait_for(lambda: api.count("PATCH", "/status") > 0):
                     refused.set()
                     time.sleep(hold)
         finally:
             api.outage(False)
+            open(down, "a").close()  # never left holding the delegate
 
     thread = threading.Thread(target=outage)
     thread.start()

@@ -48,6 +48,15 @@ def _slow(name: str, record: str, **knobs) -> dict:
                 {"name": name, "sandbox": "/x"}]}, **knobs}
 
 
+def _together(secondaries: list[dict], workdir: str, verb: str) -> list[dict]:
+    """The secondaries, each holding its `verb` until all of them have started it: they
+    overlap for certain when run in parallel, whatever the machine's load; run one after
+    another, the first gives up waiting after 20 s and they do not."""
+    started = [os.path.join(workdir, f"{net['name']}.{verb}") for net in secondaries]
+    return [{**net, "sleep": 0, "sleepOn": [verb], "startedFile": mine, "holdUntil": started,
+             "holdSeconds": 20} for net, mine in zip(secondaries, started, strict=True)]
+
+
 def _adds(record: str) -> list[dict]:
     with open(record) as handle:
         return [c for c in map(json.loads, handle) if c["command"] == "ADD"]
@@ -61,7 +70,8 @@ def _overlaps(calls: list[dict]) -> bool:
 def test_secondaries_run_in_parallel_with_a_stable_order(cnode, pod, workdir):
     record = os.path.join(workdir, "calls")
     secondaries = [_slow(f"sec{i}", record) for i in range(1, 4)]
-    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), *secondaries],
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir),
+                       *_together(secondaries, workdir, "ADD")],
                       parallelAttachments=4, result="all")  # both opt-ins
     result = cnode.cni("ADD", conf, "cpar", pod.path).ok()
     assert _overlaps(_adds(record)), "secondaries ran one after another"
@@ -101,7 +111,7 @@ def test_parallel_failure_rolls_back_every_started_attachment(cnode, pod, workdi
 def test_del_undoes_secondaries_in_parallel_and_the_cluster_network_last(cnode, pod, workdir):
     record = os.path.join(workdir, "calls")
     cluster = {**_slow("cluster", record), "sleep": 0}
-    secondaries = [_slow(f"sec{i}", record, sleepOn=["DEL"]) for i in range(1, 4)]
+    secondaries = _together([_slow(f"sec{i}", record) for i in range(1, 4)], workdir, "DEL")
     conf = cnode.conf([cluster, *secondaries], parallelAttachments=4)
     cnode.cni("ADD", conf, "cpdel", pod.path).ok()
     assert cnode.cni("DEL", conf, "cpdel", pod.path).returncode == 0

@@ -37,12 +37,23 @@ def two_networks(cnode, **extra) -> dict:
     return cnode.conf(cnode.three_networks()[:2], **extra)
 
 
-def slow_conf(cnode, workdir, seconds: float) -> tuple[dict, str, str]:
-    """The cluster network, then a recorder that sleeps in ADD: (conf, record, pid file)."""
+def held_conf(cnode, workdir) -> tuple[dict, str, str, str]:
+    """The cluster network, then a recorder whose ADD waits until the test lets it go:
+    (conf, record, pid file, the file that lets it go)."""
     record, pid_file = os.path.join(workdir, "calls.jsonl"), os.path.join(workdir, "slow.pid")
+    release = os.path.join(workdir, "release")
     slow = {"cniVersion": "1.0.0", "name": "slow", "type": "recorder", "recordFile": record,
-            "sleep": seconds, "pidFile": pid_file}
-    return cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), slow]), record, pid_file
+            "holdUntil": release, "pidFile": pid_file}
+    conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), slow])
+    return conf, record, pid_file, release
+
+
+def let_go(release: str) -> None:
+    open(release, "w").close()
+
+
+def inflight(daemon) -> float | None:
+    return metric(daemon.http("/metrics")[1], "multinet_inflight_operations")
 
 
 def read_calls(path: str) -> list[dict]:
@@ -253,11 +264,17 @@ def test_del_with_the_daemon_down_and_nothing_to_undo_answers_at_once(cnode, pod
 
 
 def test_del_racing_its_add_waits_for_it(cnode, pod, daemon, workdir):
-    conf, record, pid_file = slow_conf(cnode, workdir, 1.0)
+    conf, record, pid_file, release = held_conf(cnode, workdir)
     daemon.start()
     add = daemon.shim_async("ADD", conf, "crace", pod.path)
     wait_for(lambda: os.path.exists(pid_file), what="the slow delegate to start")
-    delete = daemon.shim("DEL", conf, "crace", pod.path)
+    deleting = daemon.shim_async("DEL", conf, "crace", pod.path)
+    # Let the ADD go only once its DEL is in the daemon too: the race is then certain.
+    try:
+        wait_for(lambda: inflight(daemon) == 2, what="the DEL to reach the daemon")
+    finally:
+        let_go(release)
+    delete = finish(deleting)
     added = finish(add)
     assert added.returncode == 0, added.stdout
     assert delete.returncode == 0, delete.stdout
@@ -269,17 +286,24 @@ def test_del_racing_its_add_waits_for_it(cnode, pod, daemon, workdir):
 
 
 def test_sigterm_lets_an_inflight_add_finish(cnode, pod, make_pod, daemon, workdir):
-    conf, record, pid_file = slow_conf(cnode, workdir, 1.5)
+    conf, record, pid_file, release = held_conf(cnode, workdir)
+    daemon.config["shutdownGraceSeconds"] = 300  # the ADD is held as long as the test needs
     daemon.start()
     add = daemon.shim_async("ADD", conf, "cterm", pod.path)
     wait_for(lambda: os.path.exists(pid_file), what="the slow delegate to start")
     daemon.signal()
 
-    wait_for(lambda: daemon.http("/readyz")[0] == 503, timeout=2, what="/readyz to turn 503")
+    # The ADD is held until every check of the stopping daemon is done: none of them
+    # depends on how long a delegate takes.
+    wait_for(lambda: daemon.http("/readyz")[0] == 503, what="/readyz to turn 503")
     wait_for(lambda: not daemon.connectable(), what="the socket to close")
     other = make_pod()
     late = daemon.shim("ADD", two_networks(cnode), "clate", other.path)
+    assert late.json is not None, f"the late ADD printed nothing: {late}"
     assert late.json["code"] == 11, "no new work once stopping"
+    assert daemon.proc.poll() is None and add.poll() is None, \
+        "the daemon stays while its ADD runs"
+    let_go(release)
 
     added = finish(add)
     assert added.returncode == 0, added.stdout

@@ -62,8 +62,11 @@ def test_steady_state_add_reads_nothing_and_del_touches_nothing(kdaemon, cnode, 
 
 def test_pods_of_other_nodes_are_never_cached(kdaemon, cnode, api, pod):
     elsewhere = add_pod(kdaemon, cnode, api, pod, "far", node="node-b")
-    time.sleep(0.5)
-    assert cached_pods(kdaemon) == 0
+    # The watch delivers in order: once a later pod of this node is cached, the other
+    # node's pod has been seen (and left out).
+    add_pod(kdaemon, cnode, api, pod, "near")
+    wait_for(lambda: cached_pods(kdaemon) >= 1, what="the later pod of this node cached")
+    assert cached_pods(kdaemon) == 1
     conf = cnode.conf([], clusterNetwork="cluster")
     api.reset_counts()
     kdaemon.shim("ADD", conf, "cfar", pod.path, args=cni_args(elsewhere, "cfar")).ok()

@@ -262,10 +262,11 @@ def test_an_intent_that_cannot_be_written_leaves_nothing(cnode, pod):
 def test_a_del_that_hangs_is_stopped_answered_and_counted(cnode, pod):
     hang = {"cniVersion": "1.0.0", "name": "hang", "type": "recorder", "sleep": 30,
             "sleepOn": ["DEL"]}
+    # Room for the bridge plugin on a loaded machine; far short of the 30 s hang.
     conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), hang],
-                      delegateTimeoutSeconds=1)
+                      delegateTimeoutSeconds=6)
     cnode.cni("ADD", conf, "chang", pod.path).ok()
-    run = cnode.cni("DEL", conf, "chang", pod.path, timeout=20)
+    run = cnode.cni("DEL", conf, "chang", pod.path, timeout=25)
     assert run.returncode != 0 and run.json["code"] == 11, run.stdout
     assert "'hang' (net1, failed 1x)" in run.json["msg"]
     assert cnode.leased_ips() == [] and "eth0" not in pod.links()

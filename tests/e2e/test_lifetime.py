@@ -123,7 +123,8 @@ def test_engine_killed_mid_add_leaves_no_delegate_running_after_del(cnode, pod, 
         lambda: cnode.cni("DEL", conf, "ckill9", pod.path), "ckill9")
     assert delete.returncode == 0, delete.stdout
     assert running == [], "DEL answered while a delegate of the container could still run"
-    assert not alive(wrapper)
+    # Its exit completes a moment after it lets go of the lock the DEL waited for.
+    wait_for(lambda: not alive(wrapper), "the wrapper to be gone")
     assert_nothing_comes_back(cnode, pod)
 
 
@@ -168,7 +169,8 @@ def test_daemon_killed_mid_add_leaves_no_delegate_running_after_del(cnode, pod, 
         restarted.kill()
     assert delete.returncode == 0, delete.stdout
     assert running == [], "DEL answered while a delegate of the container could still run"
-    assert not alive(wrapper)
+    # Its exit completes a moment after it lets go of the lock the DEL waited for.
+    wait_for(lambda: not alive(wrapper), "the wrapper to be gone")
     assert_nothing_comes_back(cnode, pod)
 
 
@@ -342,13 +344,25 @@ def test_a_del_mid_add_waits_and_stops_it_before_the_next_attachment(pod, workdi
     records = [os.path.join(workdir, f"calls{i}.jsonl") for i in range(3)]
     nets = [{"cniVersion": "1.0.0", "name": f"rec{i}", "type": "recorder",
              "recordFile": records[i]} for i in range(3)]
-    nets[1].update(sleep=1.0, pidFile=pid_file)
+    release = os.path.join(workdir, "release")
+    nets[1].update(holdUntil=release, pidFile=pid_file)
     conf = configs.multinet_conf(os.path.join(workdir, "cni"), nets, bin_dir=TEST_PLUGINS,
                                  delegateTimeoutSeconds=60, parallelAttachments=1)
     adding, add_out = in_thread(lambda: dispatcher().answer(
         frame("ADD", conf, "cmid", pod.path)))
     read_pid(pid_file)
-    answer = dispatcher().answer(frame("DEL", conf, "cmid", pod.path))
+    deleting, del_out = in_thread(lambda: dispatcher().answer(
+        frame("DEL", conf, "cmid", pod.path)))
+    # The second delegate runs until the DEL has announced itself, however slow the
+    # machine: the ADD meets the DEL before its next attachment.
+    marker = os.path.join(conf["cniDir"], LOCK_DIR, "cmid.del")
+    try:
+        wait_for(lambda: os.path.exists(marker) or del_out, "the DEL to arrive")
+    finally:
+        open(release, "w").close()
+    deleting.join(BOUND)
+    assert not deleting.is_alive()
+    answer = del_out[0]
     assert answer["code"] == 0, answer
     adding.join(BOUND)
     assert not adding.is_alive()

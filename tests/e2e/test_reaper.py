@@ -55,6 +55,11 @@ def rewrite(cnode, container_id: str, change) -> None:
     os.replace(temp, path)
 
 
+def reaped_lines(daemon, container_id: str) -> list[dict]:
+    return [line for line in daemon.log_lines()
+            if f"reaped container {container_id}" in line["msg"]]
+
+
 def passes(daemon) -> float:
     return sample(daemon, "multinet_reaper_passes_total")
 
@@ -71,13 +76,16 @@ def test_a_sandbox_gone_with_its_pod_is_reaped(reaping, cnode, api, make_pod):
     assert len(cnode.leased_ips()) == 4
 
     api.delete("Pod", "ns1", "p1")
-    # The reaper removes the record, then the lock file it still holds: wait for both.
-    wait_for(lambda: cnode.records() == [] and cnode.lock_files() == [],
-             what="the record and its lock reaped")
+    # The reaper removes the record, then the lock file it still holds, then says so
+    # (log line and metric): wait for all of it.
+    wait_for(lambda: cnode.records() == [] and cnode.lock_files() == []
+             and reaped_lines(reaping, "creap")
+             and sample(reaping, "multinet_records_reaped_total", outcome="deleted"),
+             what="the record and its lock reaped, and the reaping reported")
     assert cnode.leased_ips() == [] and cnode.host_veths() == []
     assert sample(reaping, "multinet_records_reaped_total", outcome="deleted") == 1
-    lines = [line for line in reaping.log_lines() if "reaped container creap" in line["msg"]]
-    assert lines and lines[0]["level"] == "warning"
+    lines = reaped_lines(reaping, "creap")
+    assert len(lines) == 1 and lines[0]["level"] == "warning"
 
 
 def test_a_failing_del_is_retried_with_backoff_then_given_up_loudly(reaping, cnode, api,
@@ -91,7 +99,9 @@ def test_a_failing_del_is_retried_with_backoff_then_given_up_loudly(reaping, cno
     # it again, whatever the API says (so no API lookup paces the passes).
     rewrite(cnode, "cstuck", lambda record: record.update(state="adding"))
     pod.delete()
-    wait_for(lambda: cnode.records() == [], what="the record given up")
+    # The record goes first (after the give-up is reported), then its lock file.
+    wait_for(lambda: cnode.records() == [] and cnode.lock_files() == [],
+             what="the record and its lock given up")
     assert cnode.leased_ips() == [], "the cluster network was DELeted on the first pass"
     with open(calls) as handle:
         dels = [c for c in map(json.loads, handle) if c["command"] == "DEL"]
@@ -102,7 +112,6 @@ def test_a_failing_del_is_retried_with_backoff_then_given_up_loudly(reaping, cno
         f"the waits double: {gaps}"
     assert sample(reaping, "multinet_teardown_given_up_total", completed="true") == 1
     assert sample(reaping, "multinet_records_reaped_total", outcome="failed") == 4
-    assert cnode.lock_files() == []
     given_up = [line for line in reaping.log_lines() if "DEL gave up" in line["msg"]]
     assert len(given_up) == 1 and given_up[0]["level"] == "error"
     assert "cannot let go" in given_up[0]["msg"] and "may still hold" in given_up[0]["msg"]
@@ -146,7 +155,10 @@ def test_temp_files_of_killed_writes_are_removed_at_start(cnode, api, workdir):
     daemon = Daemon(cnode.ns, os.path.join(workdir, "daemon"), cniDir=cnode.cni_dir)
     daemon.start()
     try:
-        wait_for(lambda: not os.path.exists(stale), what="the temp file removed")
+        # Counted just after the file goes: wait for the count, which comes last.
+        wait_for(lambda: sample(daemon, "multinet_stale_temp_files_removed_total"),
+                 what="the temp file's removal counted")
+        assert not os.path.exists(stale)
         assert sample(daemon, "multinet_stale_temp_files_removed_total") == 1
     finally:
         daemon.kill()

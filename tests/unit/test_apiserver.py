@@ -366,13 +366,15 @@ def collect(func: Any, *args: Any, until: int | None = None, **kwargs: Any) -> q
 
 
 def wait_for_watch(api: ApiServer, count: int = 1) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # a bound: it ends as soon as the watch is there
     while api.open_watches < count:
         assert time.monotonic() < deadline, "the watch never started"
         time.sleep(0.01)
 
 
-def drain(q: queue.Queue, timeout: float = 5.0) -> list[Any]:
+def drain(q: queue.Queue, timeout: float = 30.0) -> list[Any]:
+    """Everything up to the stream's end; the timeout is a bound for a loaded machine
+    (a watch thread's TLS set-up can take seconds there), never a wait."""
     items = []
     deadline = time.monotonic() + timeout
     while True:
@@ -386,8 +388,8 @@ def drain(q: queue.Queue, timeout: float = 5.0) -> list[Any]:
 
 def test_watch_sees_added_modified_deleted(api: ApiServer, core: client.CoreV1Api):
     core.create_namespaced_pod(NS, pod_body("before"))
-    events = collect(core.list_namespaced_pod, NS, timeout_seconds=5, until=4)
-    assert events.get(timeout=5) == ("ADDED", "before")  # the initial state
+    events = collect(core.list_namespaced_pod, NS, timeout_seconds=30, until=4)
+    assert events.get(timeout=30) == ("ADDED", "before")  # the initial state
     core.create_namespaced_pod(NS, pod_body("w"))
     core.create_namespaced_pod("elsewhere", pod_body("not-mine"))
     core.patch_namespaced_pod_status("w", NS, {"metadata": {"annotations": {"x": "y"}}})
@@ -400,7 +402,7 @@ def test_watch_with_selector_reports_objects_entering_and_leaving(core: client.C
     core.create_namespaced_pod(NS, pod_body("sel", labels={"app": "a"}))
     rv = core.list_namespaced_pod(NS).metadata.resource_version
     events = collect(core.list_namespaced_pod, NS, label_selector="app=b",
-                     resource_version=rv, timeout_seconds=5, until=2)
+                     resource_version=rv, timeout_seconds=30, until=2)
     core.patch_namespaced_pod("sel", NS, {"metadata": {"labels": {"app": "b"}}})
     core.patch_namespaced_pod("sel", NS, {"metadata": {"labels": {"app": "c"}}})
     assert drain(events) == [("ADDED", "sel"), ("DELETED", "sel")]
@@ -456,8 +458,8 @@ def test_watch_ends_cleanly_when_server_stops(tmp_path: Path):
         wait_for_watch(api)
         started = time.monotonic()
         api.stop()
-        assert drain(events, timeout=5) == []  # ended without an error
-        assert time.monotonic() - started < 3
+        assert drain(events) == []  # ended without an error
+        assert time.monotonic() - started < 20, "it did not wait out the 60 s watch"
 
 
 # -- auth, faults, accounting -------------------------------------------------------
@@ -503,7 +505,7 @@ def test_outage_ends_open_watches(api: ApiServer, core: client.CoreV1Api):
     events = collect(core.list_namespaced_pod, NS, timeout_seconds=60)
     wait_for_watch(api)
     api.outage(True)
-    assert drain(events, timeout=5) == []
+    assert drain(events) == []
     # The client sees the stream end a moment before the server counts it closed.
     deadline = time.monotonic() + 5
     while api.open_watches and time.monotonic() < deadline:
@@ -553,8 +555,11 @@ def test_events_core_and_events_v1(api: ApiServer, kube: client.ApiClient):
 def test_direct_store_access_keeps_status_and_notifies_watchers(api: ApiServer,
                                                                 core: client.CoreV1Api):
     rv = core.list_namespaced_pod(NS).metadata.resource_version
-    events = collect(core.list_namespaced_pod, NS, resource_version=rv, timeout_seconds=5,
+    events = collect(core.list_namespaced_pod, NS, resource_version=rv, timeout_seconds=30,
                      until=2)
+    # The list was empty, so rv is "0", which means "from any point": a watch that
+    # opened only after both writes would see one ADDED of the pod as it is by then.
+    wait_for_watch(api)
     body = pod_body("direct")
     body["status"] = {"phase": "Running", "podIP": "198.18.0.9"}
     created = api.create(body)

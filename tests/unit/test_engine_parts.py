@@ -51,11 +51,20 @@ def test_unreadable_record_is_an_error_not_a_silent_success(tmp_path):
 
 def test_same_container_is_serialised_others_are_not(tmp_path):
     spans: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
+    a_held, b_in = threading.Event(), threading.Event()
+    b_came_while_a_held: list[bool] = []
 
     def hold(container: str) -> None:
+        if container == "b":
+            assert a_held.wait(10)
         with container_lock(str(tmp_path), container):
             start = time.monotonic()
-            time.sleep(0.2)
+            if container == "a":
+                a_held.set()
+                # Held until b is in: if b had to wait for a, this runs out instead.
+                b_came_while_a_held.append(b_in.wait(10))
+            else:
+                b_in.set()
             spans[container].append((start, time.monotonic()))
 
     threads = [threading.Thread(target=hold, args=(c,)) for c in ("a", "a", "b")]
@@ -65,8 +74,7 @@ def test_same_container_is_serialised_others_are_not(tmp_path):
         thread.join()
     (s1, e1), (s2, e2) = sorted(spans["a"])
     assert s2 >= e1, "two operations on one container overlapped"
-    (sb, eb), = spans["b"]
-    assert sb < e1 or sb < e2, "another container had to wait"
+    assert b_came_while_a_held == [True, True], "another container had to wait"
 
 
 def test_gc_lock_excludes_container_operations(tmp_path):
