@@ -127,14 +127,18 @@ def test_a_pod_deleted_while_retrying_stops_the_retries(scene):
 def test_a_status_the_api_refused_is_written_once_it_is_back(scene):
     slow = configs.macvlan_net("slow", scene.cnode.macvlan_master, scene.cnode.ipam_dir,
                                subnets=("198.18.26.0/24",))
-    slow.update(type="faulty", delegate="macvlan", fault={"sleep": 2, "sleepOn": ["ADD"]})
+    release = os.path.join(scene.workdir, "release-slow")
+    slow.update(type="faulty", delegate="macvlan",
+                fault={"sleepOn": ["ADD"], "holdUntil": release})
     scene.api.create(nad_obj(NS, "slow", slow))
     scene.start_pod("net-a")
     scene.edit("net-a, slow")
     wait_for(lambda: scene.record(completed=False) == [("ns1/slow", "net2")],
              what="the slow delegate running")
-    scene.api.outage(True)  # the plugin finishes while the API is down
+    scene.api.outage(True)
     try:
+        with open(release, "w"):  # the plugin finishes while the API is down
+            pass
         wait_for(lambda: any("network-status for ns1/p1 not written" in line.get("msg", "")
                              for line in scene.daemon.log_lines()),
                  what="the status patch failing")
