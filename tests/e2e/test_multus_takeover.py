@@ -31,7 +31,7 @@ MAC = "02:00:00:00:00:aa"
 class MultusPod:
     """Three networks as Multus attaches them; the calls recorded by tests/plugins/recorder."""
 
-    def __init__(self, cnode, pod, workdir: str) -> None:
+    def __init__(self, cnode, pod, workdir: str, device_id: str = "") -> None:
         self.cnode, self.pod = cnode, pod
         self.calls = os.path.join(workdir, "calls.jsonl")
         self.cache_dir = os.path.join(workdir, "multus")
@@ -53,7 +53,8 @@ class MultusPod:
         self.elements = [
             multus.delegate(cluster, from_libcni=True),
             multus.delegate(macnet, "default/macnet"),
-            multus.delegate(second, "default/second", ifname="data0", mac=MAC),
+            multus.delegate(second, "default/second", ifname="data0", mac=MAC,
+                            device_id=device_id),
         ]
 
     def plugin(self, conf: dict, command: str, ifname: str) -> dict:
@@ -212,3 +213,27 @@ def test_a_torn_cache_is_code_6_and_nothing_is_deleted(multus_pod, workdir, how)
     assert set(multus_pod.pod.links()) == {"lo", "eth0", "net1", "data0"}
     assert os.path.exists(multus_pod.cache)
     assert len(multus_pod.cnode.leased_ips()) == 4
+
+
+def test_del_removes_the_device_info_file_of_the_network_with_a_device(cnode, pod, workdir):
+    """An element with a deviceID had Multus write its device-info file at
+    cni/<Multus' name, "/" as "-">-<containerID>_<element's ifname>: DEL removes that
+    file, and no file DEL was not told about."""
+    multus_pod = MultusPod(cnode, pod, workdir, device_id="0000:03:00.1")
+    multus_pod.attach()
+    devinfo_dir = os.path.join(workdir, "devinfo")
+    files = os.path.join(devinfo_dir, "cni")
+    os.makedirs(files)
+    taken = f"default-second-{CID}_data0"
+    kept = [f"second-{CID}_data0",  # the network's own name, not Multus' element name
+            f"default-second-{CID}_eth0",  # the runtime's CNI_IFNAME, not the element's
+            "default-second-0ther0000000_data0",  # another container's
+            f"default-macnet-{CID}_net1"]  # a network without a device has no file of ours
+    for name in (taken, *kept):
+        with open(os.path.join(files, name), "w") as handle:
+            json.dump({"type": "pci", "version": "1.1.0",
+                       "pci": {"pci-address": "0000:03:00.1"}}, handle)
+    conf = multus_pod.conf(deviceInfoDir=devinfo_dir)
+    cnode.cni("DEL", conf, CID, pod.path, args=ARGS).ok()
+    multus_pod.assert_gone()
+    assert sorted(os.listdir(files)) == sorted(kept)
