@@ -7,8 +7,10 @@ the checklist items it shows.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+import stat
 import threading
 
 from support.plugin import TEST_PLUGINS
@@ -310,3 +312,34 @@ def test_a_failing_status_never_stops_add_or_del(cnode, pod, workdir):
     cnode.cni("DEL", conf, "cstat", pod.path).ok()
     assert [c["command"] for c in read_calls(record)] == ["STATUS", "ADD", "DEL"]
     cnode.assert_clean(pod)
+
+
+def test_the_engine_without_the_daemon_asks_a_plugin_its_versions_once(cnode, pod, workdir):
+    """Every ADD is a process of its own here (no daemon): the VERSION answer kept in
+    cniDir (root-only) spares asking the plugin again on the next ADD; a binary
+    replaced on disk is asked again."""
+    asked = os.path.join(workdir, "asked")
+    wrapper = (f'#!/bin/sh\n[ "$CNI_COMMAND" = VERSION ] && echo x >> {asked}\n'
+               f'exec {CNI_BIN}/bridge\n')
+    bin_dir = plugin_dir(workdir, **{"counted-bridge": wrapper})
+    conf = {**cnode.conf([{**configs.bridge_net("cluster", cnode.ipam_dir),
+                           "type": "counted-bridge"}]), "binDir": bin_dir}
+
+    def add_and_del(container: str) -> int:
+        cnode.cni("ADD", conf, container, pod.path).ok()
+        assert "eth0" in pod.links()
+        cnode.cni("DEL", conf, container, pod.path).ok()
+        cnode.assert_clean(pod)
+        with open(asked) as handle:
+            return handle.read().count("x")
+
+    assert [add_and_del(c) for c in ("cv1", "cv2", "cv3")] == [1, 1, 1]
+    cache = os.path.join(cnode.cni_dir, ".plugin-versions")
+    assert [stat.S_IMODE(os.lstat(p).st_mode) for p in (cache, *glob.glob(f"{cache}/*"))] \
+        == [0o700, 0o600]
+    replaced = os.path.join(bin_dir, "counted-bridge.new")
+    with open(replaced, "w") as handle:
+        handle.write(wrapper + "# a new build\n")
+    os.chmod(replaced, 0o755)
+    os.replace(replaced, os.path.join(bin_dir, "counted-bridge"))
+    assert add_and_del("cv4") == 2
