@@ -13,6 +13,8 @@ log = logging.getLogger("multinet.fileio")
 
 # Group and other may read nothing here: records name pods, networks and addresses.
 _OPEN_TO_OTHERS = stat.S_IRWXG | stat.S_IRWXO
+# How atomic_write's temp files end: no CNI config extension, so no runtime loads one.
+TEMP_SUFFIX = ".tmp"
 
 
 class UnsafeDirectory(OSError):
@@ -50,16 +52,26 @@ def prepare_private_dir(directory: str) -> None:
         os.chmod(directory, 0o700, follow_symlinks=False)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace `path` with `data`: a temp file beside it (0600), fsync, rename.
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` with `data`, a file of exactly `mode` whatever the umask.
 
-    A reader sees the old content or the new, never a mix; raises OSError.
+    The temp file is made beside it (a conf renamed in from another directory is
+    ignored by containerd), exclusively and without following a symlink planted at
+    its name, then fsync, rename over `path` (a symlink there is replaced, not
+    followed), fsync of the directory. A reader sees the old content or the new,
+    never a mix; raises OSError. A root-only file's directory is made 0700 when
+    missing; a file others read goes only into a directory that exists already.
     """
     directory = os.path.dirname(path) or "."
-    ensure_private_dir(directory)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+    if not mode & _OPEN_TO_OTHERS:
+        ensure_private_dir(directory)
+    # mkstemp opens O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0600, and draws another name
+    # when one is taken; the dot and TEMP_SUFFIX keep runtimes and readers off it.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                               suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, mode)  # exactly `mode`: the umask neither hides nor opens it
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,15 +69,17 @@ def require_versions(conf: MultinetConf, plan: Sequence[Attachment],
     """Refuse, before any plugin runs, a network whose cniVersion one of its plugins
     does not speak (CNI-VER-3), rather than leave the plugin to fail on its config.
 
-    Each binary is asked once (pluginversion caches by inode, size and mtime: one
-    stat per binary afterwards). A plugin that cannot be found or does not answer
-    VERSION is left to ADD, which reports that as it always has.
+    Each binary is asked once (pluginversion caches by its identity, also on disk in
+    cniDir for the next process: one stat per binary afterwards). A plugin that cannot
+    be found or does not answer VERSION is left to ADD, which reports that as it
+    always has.
     """
     dirs = conf.plugin_dirs(cni_path)
+    cache_dir = os.path.join(conf.cni_dir, pluginversion.CACHE_DIR)
     for attachment in plan:
         version = attachment.network.cni_version
         for plugin_type in attachment.network.types:
-            speaks = _speaks(plugin_type, dirs)
+            speaks = _speaks(plugin_type, dirs, cache_dir)
             if speaks is not None and version not in speaks:
                 raise CNIError(
                     INCOMPATIBLE_VERSION,
@@ -85,13 +88,14 @@ def require_versions(conf: MultinetConf, plan: Sequence[Attachment],
                     "set the network's cniVersion to one of those, or update the plugin")
 
 
-def _speaks(plugin_type: str, dirs: tuple[str, ...]) -> tuple[str, ...] | None:
+def _speaks(plugin_type: str, dirs: tuple[str, ...],
+            cache_dir: str) -> tuple[str, ...] | None:
     try:
         path = find_plugin(plugin_type, dirs)
     except CNIError:
         return None
     try:
-        return pluginversion.query(path).supported
+        return pluginversion.query(path, cache_dir=cache_dir).supported
     except CNIError as err:
         if err.msg == LEGACY_VERSION_ERROR:
             return LEGACY_VERSIONS

@@ -22,7 +22,7 @@ from multinet.cni import strictjson
 from multinet.cni.errors import CNIError
 from multinet.cni.netconf import load_network
 from multinet.daemon.config import CNI_CONFIG_EXTENSIONS
-from multinet.fileio import fsync_dir
+from multinet.fileio import TEMP_SUFFIX, atomic_write
 from multinet.shim import SUPPORTED_VERSIONS
 
 GENERATED_NAME = "00-multinet.conflist"
@@ -31,7 +31,6 @@ PLUGIN_TYPE = "multinet"
 # Never taken as the primary: wrapping a meta-plugin in another would loop or double.
 META_PLUGIN_TYPES = frozenset({"multinet", "multus", "multus-shim"})
 MAX_CONFIG_BYTES = 1 << 20
-TEMP_SUFFIX = ".tmp"
 # CNI's rule: a conflist needs at least 0.3.0, which every version we speak satisfies.
 CONFLIST_VERSIONS = SUPPORTED_VERSIONS
 
@@ -182,28 +181,8 @@ def check_conf_dir(directory: str, create: bool = False) -> bool:
 
 
 def write_config(path: str, data: bytes) -> None:
-    """Replace `path` with `data`, 0644 so the runtime can read it: a temp file in the
-    same directory (a file renamed in from elsewhere is ignored by containerd), fsync,
-    rename, fsync of the directory."""
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o644)
-    try:
-        try:
-            os.fchmod(fd, 0o644)  # the umask must not hide it from the runtime
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
+    """Replace `path` with `data` atomically, 0644 so the runtime can read it."""
+    atomic_write(path, data, mode=0o644)
 
 
 def install_user_config(source: str, directory: str) -> str | None:

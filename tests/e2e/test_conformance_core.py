@@ -7,12 +7,14 @@ the checklist items it shows.
 
 from __future__ import annotations
 
-import json
+import glob
 import os
 import shutil
+import stat
 import threading
 
 from support.plugin import TEST_PLUGINS
+from support.recorder import read_calls, recorded, recorder
 
 from multinet.testing import configs
 from multinet.testing.runtime import CNI_BIN
@@ -34,23 +36,6 @@ TEXT_ONLY_PLUGIN = """#!/bin/sh
 cat >/dev/null
 if [ "$CNI_COMMAND" = ADD ]; then echo 'starting' >&2; echo 'no uplink named eth9' >&2; exit 1; fi
 """
-
-
-def calls(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle]
-
-
-def recorder(name: str, record: str, **knobs) -> dict:
-    return {"cniVersion": "1.0.0", "name": name, "type": "recorder", "recordFile": record,
-            **knobs}
-
-
-def recorded(real: dict, record: str, **knobs) -> dict:
-    return {**real, "type": "recorder", "delegate": real["type"], "recordFile": record,
-            **knobs}
 
 
 def plugin_dir(workdir: str, **scripts: str) -> str:
@@ -78,7 +63,7 @@ def test_the_cluster_network_finishes_before_any_other_starts(cnode, pod, workdi
     conf = cnode.conf(delegates)
     assert "parallelAttachments" not in conf
     cnode.cni("ADD", conf, "corder", pod.path).ok()
-    adds = [c for c in calls(record) if c["command"] == "ADD"]
+    adds = read_calls(record, "ADD")
     first = adds[0]
     assert (first["stdin"]["name"], first["env"]["CNI_IFNAME"]) == ("cluster", "eth0")
     assert len(adds) == 4
@@ -108,7 +93,7 @@ def test_add_check_and_del_hand_each_delegate_the_same_parameters(cnode, pod, wo
     for verb in ("ADD", "CHECK", "DEL"):
         cnode.cni(verb, conf, "cparams", pod.path, args=cni_args, env=env).ok()
 
-    seen = calls(env_file)
+    seen = read_calls(env_file)
     verbs = {name: [c["env"]["CNI_COMMAND"] for c in seen if c["stdin"]["name"] == name]
              for name in ("chain", "single")}
     assert verbs == {"chain": ["ADD", "ADD", "CHECK", "CHECK", "DEL", "DEL"],
@@ -154,7 +139,7 @@ def test_del_stops_at_the_first_error_inside_one_list_but_not_across_attachments
 
     first = cnode.cni("DEL", conf, "cdel4", pod.path)
     assert first.returncode != 0 and first.json["code"] == 11
-    dels = [c for c in calls(record) if c["command"] == "DEL"]
+    dels = read_calls(record, "DEL")
     assert [c["stdin"]["tag"] for c in dels] == ["last", "middle"], "stopped at the error"
     assert all(c["stdin"]["prevResult"]["cniVersion"] == "1.0.0" for c in dels)
     assert set(pod.links()) == {"lo"}, "the other attachments were deleted all the same"
@@ -162,7 +147,7 @@ def test_del_stops_at_the_first_error_inside_one_list_but_not_across_attachments
 
     os.unlink(blocker)
     cnode.cni("DEL", conf, "cdel4", pod.path).ok()
-    dels = [c for c in calls(record) if c["command"] == "DEL"]
+    dels = read_calls(record, "DEL")
     assert [c["stdin"]["tag"] for c in dels][2:] == ["last", "middle", "first"]
     cnode.assert_clean(pod)
 
@@ -182,7 +167,7 @@ def test_the_runtimes_runtime_config_reaches_only_the_cluster_network(cnode, pod
                "bandwidth": {"ingressRate": 2048000, "ingressBurst": 160000}}
     conf = cnode.conf([cluster, side], runtimeConfig=runtime)
     cnode.cni("ADD", conf, "crtc", pod.path).ok()
-    adds = {c["stdin"]["name"]: c["stdin"] for c in calls(record) if c["command"] == "ADD"}
+    adds = {c["stdin"]["name"]: c["stdin"] for c in read_calls(record, "ADD")}
     assert adds["cluster"]["runtimeConfig"] == runtime
     assert "runtimeConfig" not in adds["side"]
     cnode.cni("DEL", conf, "crtc", pod.path).ok()
@@ -209,12 +194,12 @@ def test_disable_check_and_disable_gc_lists_are_never_checked_or_collected(
     cnode.cni("ADD", conf, "cstale", stale.path).ok()
 
     cnode.cni("CHECK", conf, "ckeep", keep.path).ok()
-    checked = [c["stdin"]["name"] for c in calls(record) if c["command"] == "CHECK"]
+    checked = [c["stdin"]["name"] for c in read_calls(record, "CHECK")]
     assert sorted(checked) == ["nogc", "plain"]
 
     gc = {**conf, "cni.dev/valid-attachments": [{"containerID": "ckeep", "ifname": "eth0"}]}
     cnode.cni("GC", gc).ok()
-    collected = [c["stdin"]["name"] for c in calls(record) if c["command"] == "GC"]
+    collected = [c["stdin"]["name"] for c in read_calls(record, "GC")]
     assert sorted(collected) == ["nocheck", "plain"]
     assert cnode.records() == ["ckeep"], "the stale pod was still deleted"
     cnode.cni("DEL", conf, "ckeep", keep.path).ok()
@@ -270,7 +255,7 @@ def test_a_plugin_binary_busy_being_written_is_waited_for(cnode, pod, workdir):
     finally:
         closer.cancel()
         writer.close()
-    assert [c["command"] for c in calls(record)] == ["ADD"]
+    assert [c["command"] for c in read_calls(record)] == ["ADD"]
     cnode.cni("DEL", conf, "cbusy", pod.path).ok()
     cnode.assert_clean(pod)
 
@@ -292,12 +277,12 @@ def test_add_runs_a_list_in_order_and_stops_at_its_first_error(cnode, pod, workd
     conf = cnode.conf([configs.bridge_net("cluster", cnode.ipam_dir), chain])
 
     cnode.cni("ADD", conf, "cchain", pod.path).ok()
-    adds = [c["stdin"] for c in calls(record) if c["command"] == "ADD"]
+    adds = [c["stdin"] for c in read_calls(record, "ADD")]
     assert [a["tag"] for a in adds] == ["first", "second", "third"]
     assert "prevResult" not in adds[0]
     assert adds[1]["prevResult"] == given and adds[2]["prevResult"] == given
     cnode.cni("DEL", conf, "cchain", pod.path).ok()
-    dels = [c["stdin"] for c in calls(record) if c["command"] == "DEL"]
+    dels = [c["stdin"] for c in read_calls(record, "DEL")]
     assert [d["tag"] for d in dels] == ["third", "second", "first"]
     assert not any("prevResult" in d for d in dels), "0.3.1 has no prevResult on DEL"
     cnode.assert_clean(pod)
@@ -306,7 +291,7 @@ def test_add_runs_a_list_in_order_and_stops_at_its_first_error(cnode, pod, workd
     open(os.path.join(workdir, "fail"), "w").close()
     run = cnode.cni("ADD", conf, "cchain2", pod.path)
     assert run.returncode != 0 and run.json["code"] == 7
-    assert [(c["command"], c["stdin"]["tag"]) for c in calls(record)] == [
+    assert [(c["command"], c["stdin"]["tag"]) for c in read_calls(record)] == [
         ("ADD", "first"), ("ADD", "second"),
         ("DEL", "third"), ("DEL", "second"), ("DEL", "first")]
     cnode.assert_clean(pod)
@@ -325,5 +310,36 @@ def test_a_failing_status_never_stops_add_or_del(cnode, pod, workdir):
     cnode.cni("ADD", conf, "cstat", pod.path).ok()
     assert "eth0" in pod.links()
     cnode.cni("DEL", conf, "cstat", pod.path).ok()
-    assert [c["command"] for c in calls(record)] == ["STATUS", "ADD", "DEL"]
+    assert [c["command"] for c in read_calls(record)] == ["STATUS", "ADD", "DEL"]
     cnode.assert_clean(pod)
+
+
+def test_the_engine_without_the_daemon_asks_a_plugin_its_versions_once(cnode, pod, workdir):
+    """Every ADD is a process of its own here (no daemon): the VERSION answer kept in
+    cniDir (root-only) spares asking the plugin again on the next ADD; a binary
+    replaced on disk is asked again."""
+    asked = os.path.join(workdir, "asked")
+    wrapper = (f'#!/bin/sh\n[ "$CNI_COMMAND" = VERSION ] && echo x >> {asked}\n'
+               f'exec {CNI_BIN}/bridge\n')
+    bin_dir = plugin_dir(workdir, **{"counted-bridge": wrapper})
+    conf = {**cnode.conf([{**configs.bridge_net("cluster", cnode.ipam_dir),
+                           "type": "counted-bridge"}]), "binDir": bin_dir}
+
+    def add_and_del(container: str) -> int:
+        cnode.cni("ADD", conf, container, pod.path).ok()
+        assert "eth0" in pod.links()
+        cnode.cni("DEL", conf, container, pod.path).ok()
+        cnode.assert_clean(pod)
+        with open(asked) as handle:
+            return handle.read().count("x")
+
+    assert [add_and_del(c) for c in ("cv1", "cv2", "cv3")] == [1, 1, 1]
+    cache = os.path.join(cnode.cni_dir, ".plugin-versions")
+    assert [stat.S_IMODE(os.lstat(p).st_mode) for p in (cache, *glob.glob(f"{cache}/*"))] \
+        == [0o700, 0o600]
+    replaced = os.path.join(bin_dir, "counted-bridge.new")
+    with open(replaced, "w") as handle:
+        handle.write(wrapper + "# a new build\n")
+    os.chmod(replaced, 0o755)
+    os.replace(replaced, os.path.join(bin_dir, "counted-bridge"))
+    assert add_and_del("cv4") == 2

@@ -6,25 +6,21 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
-from support.plugin import cni_env
+from support.plugin import start_multinet
+from support.recorder import read_calls, recorder
+from support.waiting import wait_for
 
 from multinet.testing import configs
 
 
-def read_calls(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle]
-
-
-def recorder(name: str, record: str, **knobs) -> dict:
-    return {"cniVersion": "1.0.0", "name": name, "type": "recorder", "recordFile": record,
-            **knobs}
+def read_text(path: str) -> str:
+    """What `path` holds, "" while it is missing."""
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
 
 
 def test_failing_third_delegate_rolls_back_everything(cnode, pod, workdir):
@@ -51,24 +47,15 @@ def test_process_killed_mid_add_is_cleaned_by_del(cnode, pod, workdir):
     delegates = cnode.three_networks()[:2] + [
         recorder("slow", record, sleep=60, pidFile=pid_file)]
     conf = cnode.conf(delegates)
-    env = cni_env("ADD", "ckill", pod.path)
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", cnode.ns.name, sys.executable, "-m", "multinet.cli.plugin"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        start_new_session=True)
-    proc.stdin.write(json.dumps(conf).encode())
-    proc.stdin.close()
-    deadline = time.monotonic() + 30
-    # The third delegate has started: the first two are done, the ADD is mid-way.
-    while not os.path.exists(pid_file) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.1)  # the recorder writes its pid before sleeping
+    proc = start_multinet(cnode.ns.name, "ADD", conf, "ckill", pod.path)
+    # The third delegate has written its pid: the first two are done, the ADD is mid-way.
+    pid = int(wait_for(lambda: read_text(pid_file), what="the third delegate started"))
     assert "net1" in pod.links(), "the second delegate never ran"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    with open(pid_file) as handle, contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError):
         # Gone with its engine already, or about to: the kernel sends it SIGKILL.
-        os.kill(int(handle.read()), signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     assert cnode.records() == ["ckill"], "the intent record was written before delegates ran"
     assert len(cnode.leased_ips()) == 4
 

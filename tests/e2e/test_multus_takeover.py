@@ -31,11 +31,13 @@ MAC = "02:00:00:00:00:aa"
 class MultusPod:
     """Three networks as Multus attaches them; the calls recorded by tests/plugins/recorder."""
 
-    def __init__(self, cnode, pod, workdir: str) -> None:
+    def __init__(self, cnode, pod, workdir: str, device_id: str = "",
+                 second_name: str = "default/second") -> None:
         self.cnode, self.pod = cnode, pod
         self.calls = os.path.join(workdir, "calls.jsonl")
         self.cache_dir = os.path.join(workdir, "multus")
         self.fail_flag = os.path.join(workdir, "fail-del")
+        self.fail_second = os.path.join(workdir, "fail-del-second")
         ipam = cnode.ipam_dir
         recorded = {"type": "recorder", "recordFile": self.calls}
         cluster = {"cniVersion": "1.0.0", "name": "cluster", "plugins": [
@@ -48,12 +50,15 @@ class MultusPod:
                   "failOn": ["DEL"], "failIfExists": self.fail_flag}
         second = {"cniVersion": "1.0.0", "name": "second", **recorded, "delegate": "bridge",
                   "bridge": "mnt1", "capabilities": {"mac": True},
-                  "ipam": configs.host_local(ipam, "198.18.3.0/24")}
+                  "ipam": configs.host_local(ipam, "198.18.3.0/24"),
+                  "failOn": ["DEL"], "failIfExists": self.fail_second, "failCode": 11,
+                  "failMsg": "second is busy"}
         self.networks = [(cluster, "eth0"), (macnet, "net1"), (second, "data0")]
         self.elements = [
             multus.delegate(cluster, from_libcni=True),
             multus.delegate(macnet, "default/macnet"),
-            multus.delegate(second, "default/second", ifname="data0", mac=MAC),
+            multus.delegate(second, second_name, ifname="data0", mac=MAC,
+                            device_id=device_id),
         ]
 
     def plugin(self, conf: dict, command: str, ifname: str) -> dict:
@@ -161,9 +166,10 @@ def test_del_reports_each_network_it_took_over(multus_pod, workdir):
     multus_pod.cnode.cni("DEL", multus_pod.conf(), CID, multus_pod.pod.path, args=ARGS).ok()
     with open(multus_pod.cnode.log_file) as handle:
         log = handle.read()
-    for name, ifname in (("default/second", "data0"), ("default/macnet", "net1"),
-                         ("cluster", "eth0")):
-        assert f"Multus network {name!r} on {ifname}" in log
+    for name, ifname, element in (("default/second", "data0", "element 2, config"),
+                                  ("default/macnet", "net1", "element 1, config"),
+                                  ("cluster", "eth0", "element 0, conflist")):
+        assert f"Multus network {name!r} on {ifname} ({element})" in log
     assert "took over from Multus" in log and multus_pod.cache in log
 
 
@@ -212,3 +218,97 @@ def test_a_torn_cache_is_code_6_and_nothing_is_deleted(multus_pod, workdir, how)
     assert set(multus_pod.pod.links()) == {"lo", "eth0", "net1", "data0"}
     assert os.path.exists(multus_pod.cache)
     assert len(multus_pod.cnode.leased_ips()) == 4
+
+
+def test_del_removes_the_device_info_file_of_the_network_with_a_device(cnode, pod, workdir):
+    """An element with a deviceID had Multus write its device-info file at
+    cni/<Multus' name, "/" as "-">-<containerID>_<element's ifname>: DEL removes that
+    file, and no file DEL was not told about."""
+    multus_pod = MultusPod(cnode, pod, workdir, device_id="0000:03:00.1")
+    multus_pod.attach()
+    devinfo_dir = os.path.join(workdir, "devinfo")
+    files = os.path.join(devinfo_dir, "cni")
+    os.makedirs(files)
+    taken = f"default-second-{CID}_data0"
+    kept = [f"second-{CID}_data0",  # the network's own name, not Multus' element name
+            f"default-second-{CID}_eth0",  # the runtime's CNI_IFNAME, not the element's
+            "default-second-0ther0000000_data0",  # another container's
+            f"default-macnet-{CID}_net1"]  # a network without a device has no file of ours
+    for name in (taken, *kept):
+        with open(os.path.join(files, name), "w") as handle:
+            json.dump({"type": "pci", "version": "1.1.0",
+                       "pci": {"pci-address": "0000:03:00.1"}}, handle)
+    conf = multus_pod.conf(deviceInfoDir=devinfo_dir)
+    cnode.cni("DEL", conf, CID, pod.path, args=ARGS).ok()
+    multus_pod.assert_gone()
+    assert sorted(os.listdir(files)) == sorted(kept)
+
+
+def test_when_several_networks_fail_the_first_to_fail_is_answered(multus_pod):
+    """DEL goes last first: `second` fails before `macnet`; its code and message are
+    the answer, the count says two failed, and both plugins' errors are in details."""
+    conf = multus_pod.conf()
+    open(multus_pod.fail_flag, "w").close()
+    open(multus_pod.fail_second, "w").close()
+    failed = multus_pod.cnode.cni("DEL", conf, CID, multus_pod.pod.path, args=ARGS)
+    assert failed.returncode == 1
+    error = failed.json
+    assert error["code"] == 11, "second's code, not macnet's 100"
+    assert "(2 of 3 network(s) failed)" in error["msg"] and "second is busy" in error["msg"]
+    assert [json.loads(line)["msg"] for line in error["details"].splitlines()] == [
+        "second is busy", "recorder told to fail DEL"]
+    assert set(multus_pod.pod.links()) == {"lo", "net1", "data0"}
+    os.unlink(multus_pod.fail_flag)
+    os.unlink(multus_pod.fail_second)
+    multus_pod.cnode.cni("DEL", conf, CID, multus_pod.pod.path, args=ARGS).ok()
+    multus_pod.assert_gone()
+
+
+def test_an_unusable_libcni_result_is_no_prev_result_not_a_failure(multus_pod):
+    """A cached result that is not a valid result of the network's version: the DEL
+    goes on without a prevResult (as libcni does), saying why."""
+    [name] = os.listdir(os.path.join(multus_pod.cache_dir, "results"))
+    path = os.path.join(multus_pod.cache_dir, "results", name)
+    with open(path) as handle:
+        cached = json.load(handle)
+    cached["result"]["ips"] = [{"address": "not-an-address"}]
+    with open(path, "w") as handle:
+        json.dump(cached, handle)
+    multus_pod.cnode.cni("DEL", multus_pod.conf(), CID, multus_pod.pod.path, args=ARGS).ok()
+    multus_pod.assert_gone()
+    chained = [c for c in multus_pod.dels() if "delegate" not in c["stdin"]]
+    assert len(chained) == 1 and "prevResult" not in chained[0]["stdin"]
+    with open(multus_pod.cnode.log_file) as handle:
+        assert "cannot be used as prevResult" in handle.read()
+
+
+def test_a_device_info_file_that_cannot_be_removed_never_fails_the_del(cnode, pod, workdir):
+    """The file is only a description (Multus too goes on): a directory where it should
+    be is left, with a warning naming it, and everything else is undone."""
+    multus_pod = MultusPod(cnode, pod, workdir, device_id="0000:03:00.1")
+    multus_pod.attach()
+    devinfo_dir = os.path.join(workdir, "devinfo")
+    stuck = os.path.join(devinfo_dir, "cni", f"default-second-{CID}_data0")
+    os.makedirs(os.path.join(stuck, "inside"))
+    cnode.cni("DEL", multus_pod.conf(deviceInfoDir=devinfo_dir), CID, pod.path,
+              args=ARGS).ok()
+    multus_pod.assert_gone()
+    assert os.path.isdir(stuck)
+    with open(cnode.log_file) as handle:
+        assert f"cannot remove device-info file {stuck}" in handle.read()
+
+
+def test_an_element_whose_device_info_file_cannot_be_named_is_deleted_without_one(
+        cnode, pod, workdir):
+    """A Multus name too long for a file name: no device-info file is named (a warning
+    says so) and the network is deleted all the same."""
+    long_name = "default/" + "n" * 250
+    multus_pod = MultusPod(cnode, pod, workdir, device_id="0000:03:00.1",
+                           second_name=long_name)
+    multus_pod.attach()
+    devinfo_dir = os.path.join(workdir, "devinfo")
+    cnode.cni("DEL", multus_pod.conf(deviceInfoDir=devinfo_dir), CID, pod.path,
+              args=ARGS).ok()
+    multus_pod.assert_gone()
+    with open(cnode.log_file) as handle:
+        assert f"network {long_name!r}: no device-info file" in handle.read()

@@ -12,6 +12,7 @@ import os
 
 import pytest
 from support.k8s import cni_args, nad_obj, pod_obj
+from support.recorder import read_calls
 
 from multinet.testing import configs
 
@@ -45,22 +46,31 @@ def write_json(path: str, body: dict) -> None:
 
 # --- CNI-CONF-6 / LIB-5: a NAD without spec.config, read from confDir -------------------
 
+DIR_MAC = "02:00:5e:10:00:05"  # set by the plugin in the network's own directory
+
+
+def disknet_conf_dir(cnode, api, workdir: str, **conflist_keys) -> str:
+    """A confDir holding the conflist `disknet` (macvlan) and, in `<confDir>/disknet/`,
+    a tuning plugin setting DIR_MAC; and the NAD ns1/disknet without spec.config."""
+    conf_dir = os.path.join(workdir, "net.d")
+    write_json(os.path.join(conf_dir, "10-disknet.conflist"), {
+        "cniVersion": "1.0.0", "name": "disknet", **conflist_keys, "plugins": [
+            {"type": "macvlan", "master": cnode.macvlan_master, "mode": "bridge",
+             "ipam": configs.host_local(cnode.ipam_dir, "198.18.5.0/24")}]})
+    write_json(os.path.join(conf_dir, "disknet", "10-mac.conf"),
+               {"type": "tuning", "mac": DIR_MAC})
+    api.create(nad_obj("ns1", "disknet", None))
+    return conf_dir
+
 
 def test_cni_conf_6_plugins_from_the_network_dir_reach_the_pod(cluster, api, pod, workdir):
     """CNI-CONF-6: a conflist in confDir plus `<confDir>/<name>/*.conf`: the plugin from
     the directory (tuning, setting the MAC) runs after the inline macvlan."""
-    conf_dir = os.path.join(workdir, "net.d")
-    write_json(os.path.join(conf_dir, "10-disknet.conflist"), {
-        "cniVersion": "1.0.0", "name": "disknet", "plugins": [
-            {"type": "macvlan", "master": cluster.macvlan_master, "mode": "bridge",
-             "ipam": configs.host_local(cluster.ipam_dir, "198.18.5.0/24")}]})
-    write_json(os.path.join(conf_dir, "disknet", "10-mac.conf"),
-               {"type": "tuning", "mac": "02:00:5e:10:00:05"})
-    api.create(nad_obj("ns1", "disknet", None))
+    conf_dir = disknet_conf_dir(cluster, api, workdir)
     conf, run = add_pod(cluster, api, pod, {NETWORKS: "disknet"},
                         conf=k8s_conf(cluster, api, confDir=conf_dir))
     run.ok()
-    assert pod.links()["net1"]["address"] == "02:00:5e:10:00:05"
+    assert pod.links()["net1"]["address"] == DIR_MAC
     assert pod.addresses("net1") == ["198.18.5.2/24"]
     cluster.cni("DEL", conf, "c1", pod.path).ok()
     cluster.assert_clean(pod)
@@ -68,18 +78,11 @@ def test_cni_conf_6_plugins_from_the_network_dir_reach_the_pod(cluster, api, pod
 
 def test_cni_conf_6_load_only_inlined_plugins_leaves_the_dir_out(cluster, api, pod, workdir):
     """CNI-CONF-6: with loadOnlyInlinedPlugins the directory's tuning never runs."""
-    conf_dir = os.path.join(workdir, "net.d")
-    write_json(os.path.join(conf_dir, "10-disknet.conflist"), {
-        "cniVersion": "1.0.0", "name": "disknet", "loadOnlyInlinedPlugins": True, "plugins": [
-            {"type": "macvlan", "master": cluster.macvlan_master, "mode": "bridge",
-             "ipam": configs.host_local(cluster.ipam_dir, "198.18.5.0/24")}]})
-    write_json(os.path.join(conf_dir, "disknet", "10-mac.conf"),
-               {"type": "tuning", "mac": "02:00:5e:10:00:05"})
-    api.create(nad_obj("ns1", "disknet", None))
+    conf_dir = disknet_conf_dir(cluster, api, workdir, loadOnlyInlinedPlugins=True)
     conf, run = add_pod(cluster, api, pod, {NETWORKS: "disknet"},
                         conf=k8s_conf(cluster, api, confDir=conf_dir))
     run.ok()
-    assert pod.links()["net1"]["address"] != "02:00:5e:10:00:05"
+    assert pod.links()["net1"]["address"] != DIR_MAC
     cluster.cni("DEL", conf, "c1", pod.path).ok()
     cluster.assert_clean(pod)
 
@@ -110,13 +113,6 @@ def test_lib_5_no_configs_and_no_such_name_are_told_apart(cluster, api, pod, wor
 # --- what the pod asks for, and what reaches the plugins ----------------------------------
 
 
-def calls(path: str, command: str = "ADD") -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [c for c in map(json.loads, handle) if c["command"] == command]
-
-
 def recorded_macvlan(cnode, name: str, record: str, **recorder_extra) -> dict:
     """macvlan (a real net1), then the recorder, which shows what the chain was given."""
     return {"cniVersion": "1.0.0", "name": name, "plugins": [
@@ -137,10 +133,10 @@ def test_npwg_4_1_2_1_11_a_ipam_claim_reference_reaches_every_plugin(cluster, ap
     conf, run = add_pod(cluster, api, pod, {NETWORKS: json.dumps(selection)})
     run.ok()
     assert pod.addresses("net1") == ["198.18.7.2/24"]
-    (add,) = calls(record)
+    (add,) = read_calls(record, "ADD")
     assert add["stdin"]["args"]["cni"] == {"k": "v", "ipam-claim-reference": "vm-a.claimed"}
     cluster.cni("DEL", conf, "c1", pod.path).ok()
-    (delete,) = calls(record, "DEL")
+    (delete,) = read_calls(record, "DEL")
     assert delete["stdin"]["args"]["cni"]["ipam-claim-reference"] == "vm-a.claimed"
     cluster.assert_clean(pod)
 
@@ -155,7 +151,7 @@ def test_npwg_4_1_2_1_11_a_ipam_claim_reference_with_ips_fails(cluster, api, pod
     _, run = add_pod(cluster, api, pod, {NETWORKS: json.dumps(selection)})
     assert run.returncode != 0 and run.json["code"] == 7
     assert "ips and ipam-claim-reference" in run.json["msg"]
-    assert calls(record) == []
+    assert read_calls(record, "ADD") == []
     cluster.assert_clean(pod)
 
 
@@ -171,7 +167,7 @@ def test_npwg_4_1_2_1_3_c_device_id_without_the_capability_is_refused(cluster, a
                      {NETWORKS: json.dumps([{"name": "dev", key: "0000:18:02.5"}])})
     assert run.returncode != 0 and run.json["code"] == 7, run.stdout
     assert "ns1/dev" in run.json["msg"] and "'deviceID'" in run.json["msg"]
-    assert calls(record) == []
+    assert read_calls(record, "ADD") == []
     cluster.assert_clean(pod)
 
 
@@ -186,7 +182,7 @@ def test_npwg_4_1_2_1_a_device_id_in_either_form_reaches_the_plugin(cluster, api
     conf, run = add_pod(cluster, api, pod,
                         {NETWORKS: json.dumps([{"name": "dev", key: "0000:18:02.5"}])})
     run.ok()
-    (add,) = calls(record)
+    (add,) = read_calls(record, "ADD")
     assert add["stdin"]["runtimeConfig"]["deviceID"] == "0000:18:02.5"
     assert "net1" in pod.links()
     cluster.cni("DEL", conf, "c1", pod.path).ok()

@@ -52,3 +52,17 @@ def run_multinet(node: str | None, command: str, conf: dict[str, Any] | bytes,
     proc = subprocess.run(argv, input=stdin, capture_output=True, env=full_env,
                           timeout=timeout, check=False)
     return CNIRun(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def start_multinet(node: str, command: str, conf: dict[str, Any], container_id: str = "",
+                   netns: str = "") -> subprocess.Popen:
+    """Start `python -m multinet.cli.plugin` in the node namespace and hand it `conf`,
+    without waiting: for a test that kills it mid-way (its own process group)."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", node, sys.executable, "-m", "multinet.cli.plugin"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=cni_env(command, container_id, netns), start_new_session=True)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(conf).encode())
+    proc.stdin.close()
+    return proc
