@@ -73,6 +73,8 @@ TESTS_FOR = {
     "multinet/attach/delmark.py": ["tests/unit/test_lock.py", "tests/unit/test_cancel.py",
                                    *UNIT_ENGINE, *E2E_CORE],
     "multinet/attach/lock.py": ["tests/unit/test_lock.py", *UNIT_ENGINE, *E2E_CORE],
+    "multinet/attach/record.py": ["tests/unit/test_records.py", *UNIT_ENGINE, *E2E_CORE],
+    "multinet/attach/delete.py": [*UNIT_ENGINE, *E2E_CORE, "tests/e2e/test_del_policy.py"],
     "multinet/attach/status.py": ["tests/e2e/test_std_conf_status.py", *UNIT_ENGINE],
     # The policy-routing step of ADD is exercised only by its own tests.
     "multinet/attach/add.py": [*UNIT_ENGINE, *E2E_CORE, "tests/e2e/test_policyroute.py"],

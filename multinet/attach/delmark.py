@@ -10,6 +10,7 @@ are swept once RETENTION_SECONDS old, far longer than an ADD may wait for its lo
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import suppress
@@ -17,6 +18,8 @@ from contextlib import suppress
 from multinet.attach.lock import LOCK_DIR, open_lock_dir
 from multinet.cni.cancel import Check
 from multinet.cni.errors import IO_FAILURE, CNIError
+
+log = logging.getLogger("multinet.delmark")
 
 SUFFIX = ".del"
 RETENTION_SECONDS = 3600.0
@@ -77,8 +80,13 @@ def _sweep_due(dir_fd: int) -> bool:
             return False
     except FileNotFoundError:
         pass
-    fd = os.open(SWEPT, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                 dir_fd=dir_fd)
+    try:
+        fd = os.open(SWEPT, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+    except OSError as exc:  # housekeeping: the DEL that came here must not fail for it
+        log.error("DEL markers are not swept: %s/%s cannot be opened (%s; a symlink there "
+                  "is refused)", LOCK_DIR, SWEPT, exc.strerror)
+        return False
     try:
         os.utime(fd)
     finally:

@@ -276,3 +276,22 @@ def test_a_lock_forgotten_by_its_holder_is_released_by_everyone_who_took_it(tmp_
         pass
     with gc_lock(cni_dir):  # every shared GC lock was released
         pass
+
+
+def test_the_sweep_stamp_is_root_only(tmp_path):
+    delmark.mark(str(tmp_path), "c1", time.time_ns())
+    assert os.stat(tmp_path / LOCK_DIR / delmark.SWEPT).st_mode & 0o777 == 0o600
+
+
+def test_a_symlink_at_the_sweep_stamp_never_fails_a_del(tmp_path, caplog):
+    """Sweeping is housekeeping: a planted symlink is refused and said, the DEL goes on."""
+    locks = tmp_path / LOCK_DIR
+    locks.mkdir(mode=0o700)
+    target = tmp_path / "elsewhere"
+    os.symlink(target, locks / delmark.SWEPT)
+    long_ago = time.time() - 10 * delmark.SWEEP_EVERY
+    os.utime(locks / delmark.SWEPT, (long_ago, long_ago), follow_symlinks=False)
+    delmark.mark(str(tmp_path), "c1", time.time_ns())
+    assert delmark.deleted_after(str(tmp_path), "c1", 0)
+    assert not target.exists()
+    assert delmark.SWEPT in caplog.text

@@ -297,3 +297,16 @@ def test_a_record_under_another_containers_name_is_damaged(tmp_path):
     with pytest.raises(UnreadableRecord) as err:
         store.read("cmine")
     assert "record of 'cother'" in err.value.msg
+
+
+def test_a_record_that_does_not_say_recovered_is_not(tmp_path):
+    """A record without the key (as a hand-made or older one is) reads as written by
+    its own ADD: its never-completed attachments stay as they are."""
+    store = RecordStore(str(tmp_path / "cni"))
+    store.write(record("cplain"))
+    with open(store.path("cplain")) as handle:
+        data = json.load(handle)
+    del data["recovered"]
+    with open(store.path("cplain"), "w") as handle:
+        json.dump(data, handle)
+    assert RecordStore(str(tmp_path / "cni")).read("cplain").recovered is False

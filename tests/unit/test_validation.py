@@ -371,3 +371,15 @@ def test_strict_json_names_the_first_non_finite_number(text, path):
     err = refused(lambda: strictjson.loads(text, "thing", INVALID_CONFIG), INVALID_CONFIG)
     assert err.msg.startswith(f"thing: {path}: ")
     assert strictjson.loads('{"a": [1.5, -2e10, 0]}', "thing") == {"a": [1.5, -2e10, 0]}
+
+
+def test_a_pod_whose_network_fails_gets_a_warning_event_naming_the_failure(tmp_path, pod):
+    kube = FakeKube({"metadata": {"name": "p", "namespace": "pod-ns", "uid": "u1"}})
+    failing = {**NET, "recordFile": str(tmp_path / "calls"), "failOn": ["ADD"],
+               "failMsg": "no address left"}
+    stdin = json.dumps(base_conf(tmp_path, delegates=[failing])).encode()
+    environ = env(CNI_ARGS="K8S_POD_NAMESPACE=pod-ns;K8S_POD_NAME=p;K8S_POD_UID=u1",
+                  CNI_NETNS=pod.path)
+    status, _, out = respond(environ, stdin, kube_for=lambda _r: kube)
+    assert status == 1 and "no address left" in json.loads(out)["msg"], out
+    assert [r for r, m in kube.events if "no address left" in m] == ["NetworkAttachFailed"]
