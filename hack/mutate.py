@@ -83,7 +83,7 @@ TESTS_FOR = {
     "multinet/cni/": UNIT_CNI + E2E_CORE,
     "multinet/k8s/selection.py": ["tests/unit/test_selection.py",
                                   "tests/unit/test_engine_contract.py", *E2E_K8S],
-    "multinet/fileio.py": ["tests/unit/test_engine_contract.py",
+    "multinet/fileio.py": ["tests/unit/test_fileio.py", "tests/unit/test_engine_contract.py",
                            "tests/unit/test_engine_parts.py"],
     "multinet/attach/multuscache.py": ["tests/unit/test_multuscache.py",
                                        "tests/e2e/test_multus_takeover.py"],

@@ -52,6 +52,11 @@ def prepare_private_dir(directory: str) -> None:
         os.chmod(directory, 0o700, follow_symlinks=False)
 
 
+def is_temp_of(name: str, target: str) -> bool:
+    """Whether the file `name` is a temp file of an atomic write of `target`."""
+    return name.startswith(f".{target}.") and name.endswith(TEMP_SUFFIX)
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data`, a file of exactly `mode` whatever the umask.
 

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from multinet.fileio import is_temp_of
 from multinet.shim import (
     DECODE_FAILURE,
     HEADER_SIZE,
@@ -109,8 +110,8 @@ def _dedicated(directory: str, socket_name: str) -> bool:
     for name in os.listdir(directory):
         if name in ours:
             continue
-        if name.startswith(".") and name[1:].partition(".")[0] in OWN_FILES:
-            continue  # a temp file of an atomic write of one of them
+        if any(is_temp_of(name, own) for own in OWN_FILES):
+            continue  # left by an atomic write of one of them cut short
         return False
     return True
 

@@ -433,6 +433,23 @@ def test_a_dedicated_socket_dir_is_tightened(tmp_path):
     assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700
 
 
+def test_a_temp_file_of_the_overlay_keeps_the_socket_dir_dedicated(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    (run_dir / "overlay.json").write_text("{}")
+    (run_dir / ".overlay.json.k2x9q1.tmp").write_text("{")  # a write cut short
+    prepare_socket_dir(str(run_dir / "d.sock"))
+    assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700
+
+
+def test_a_stranger_file_makes_the_socket_dir_shared(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o755)
+    (run_dir / ".overlay.jsonx.tmp").write_text("")  # not a temp name of ours
+    prepare_socket_dir(str(run_dir / "d.sock"))
+    assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o755
+
+
 def test_a_socket_directly_in_a_shared_dir_leaves_that_dir_alone(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
