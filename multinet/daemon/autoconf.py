@@ -22,7 +22,7 @@ from multinet.cni import strictjson
 from multinet.cni.errors import CNIError
 from multinet.cni.netconf import load_network
 from multinet.daemon.config import CNI_CONFIG_EXTENSIONS
-from multinet.fileio import TEMP_SUFFIX, atomic_write
+from multinet.fileio import atomic_write, is_temp_of
 from multinet.shim import SUPPORTED_VERSIONS
 
 GENERATED_NAME = "00-multinet.conflist"
@@ -198,14 +198,13 @@ def install_user_config(source: str, directory: str) -> str | None:
 
 def remove_temp_files(directory: str) -> list[str]:
     """Temp files a killed write of ours left behind."""
-    prefix = f".{GENERATED_NAME}."
     removed = []
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return removed
     for name in names:
-        if name.startswith(prefix) and name.endswith(TEMP_SUFFIX):
+        if is_temp_of(name, GENERATED_NAME):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(directory, name))
                 removed.append(name)
