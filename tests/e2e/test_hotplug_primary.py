@@ -6,17 +6,10 @@ The daemon, the API stand-in and a pod as in test_hotplug_daemon.py; the pod's
 
 from __future__ import annotations
 
-import pytest
-from test_hotplug_daemon import NETWORKS, NS, Scene, hotplug_count, wait_for
+from support.hotplug import NETWORKS, NS, Scene, hotplug_count
+from support.waiting import wait_for
 
 DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
-
-
-@pytest.fixture
-def scene(cnode, api, pod, workdir):
-    made = Scene(cnode, api, pod, workdir)
-    yield made
-    made.daemon.kill()
 
 
 def annotate(scene: Scene, **values: str) -> None:

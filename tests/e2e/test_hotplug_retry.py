@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
 from support.daemon import metric
+from support.hotplug import NS, Scene, hotplug_count
 from support.k8s import nad_obj
-from test_hotplug_daemon import NS, Scene, hotplug_count, wait_for
+from support.waiting import wait_for
 
 from multinet.testing import configs
 
@@ -44,13 +44,6 @@ def add_calls(counters: str, name: str, verb: str = "ADD") -> int:
         return 0
     with open(path) as handle:
         return int(handle.read() or 0)
-
-
-@pytest.fixture
-def scene(cnode, api, pod, workdir):
-    made = Scene(cnode, api, pod, workdir)
-    yield made
-    made.daemon.kill()
 
 
 def test_a_plugin_that_fails_twice_is_attached_by_the_retries(scene):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ import time
 
 import pytest
 from support.plugin import REPO
+from support.server import ok_handler, serving
 
 from multinet.daemon.config import ConfigError, DaemonConfig, apply_overlay, parse_config
 from multinet.daemon.dispatch import Dispatcher
@@ -176,22 +176,6 @@ def test_ready_waits_for_caches_and_ends_with_sigterm(tmp_path):
         assert daemon.stop() is True
     assert daemon.ready() == (False, "shutting down")
     assert not (tmp_path / "run" / "d.sock").exists()
-
-
-@contextlib.contextmanager
-def serving(tmp_path, handler, **options):
-    server = SocketServer(str(tmp_path / "run" / "d.sock"), handler, **options)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop_accepting()
-        server.drain(10)
-        server.close()
-
-
-def ok_handler(message, cancelled):
-    return {"code": 0, "stdout": message["env"].get("CNI_CONTAINERID", "")}
 
 
 def connect(path: str) -> socket.socket:

@@ -7,37 +7,20 @@ not yet written.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import struct
 import threading
 
 import pytest
+from support.server import ok_handler, serving
 from support.waiting import wait_for
 
 from multinet.daemon.config import ConfigError, DaemonConfig, parse_config
 from multinet.daemon.main import Daemon
-from multinet.daemon.server import SocketServer
 from multinet.shim import exchange, recv_frame
 
 MIB = 1 << 20
-
-
-@contextlib.contextmanager
-def serving(tmp_path, handler, **options):
-    server = SocketServer(str(tmp_path / "run" / "d.sock"), handler, **options)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop_accepting()
-        server.drain(10)
-        server.close()
-
-
-def ok_handler(message, cancelled):
-    return {"code": 0, "stdout": message["env"].get("CNI_CONTAINERID", "")}
 
 
 def call(path: str, container: str, stdin: bytes = b"{}") -> tuple[int, str]:
