@@ -79,7 +79,8 @@ class Metrics:
             "multinet_hotplug_operations",
             "Hot-plug reconciles of a running pod's networks, by result "
             "(ok, noop, refused, failed, skipped: no fully added sandbox, or the pod is being "
-            "deleted)", ["result"], registry=self.registry)
+            "deleted; needs_restart: a change of its default network, never applied to a "
+            "running pod)", ["result"], registry=self.registry)
         self.autoconf_writes = Counter(
             "multinet_autoconf_writes",
             "Writes of the generated CNI config, by reason (generated, primary changed, "
