@@ -36,7 +36,6 @@ from multinet.attach.conf import MultinetConf, load_conf
 from multinet.attach.lock import container_lock
 from multinet.attach.networks import K8sSettings, _cluster_network, _get_nad, _secondary
 from multinet.attach.plan import Attachment
-from multinet.attach.podrecords import running, same_pod
 from multinet.attach.record import ADDED, AttachmentState, Record, RecordStore, UnreadableRecord
 from multinet.cni import types as cnitypes
 from multinet.cni.errors import INVALID_CONFIG, CNIError
@@ -95,45 +94,6 @@ class Change:
         if self.error is not None:
             return "refused" if self.refused else "failed"
         return "ok" if self.changed else "noop"
-
-
-# -- finding a pod's record ---------------------------------------------------------------
-
-
-def find_record(store: RecordStore, namespace: str, name: str, uid: str) -> Record | None:
-    """The record of the pod's running sandbox: fully added, its netns present, and
-    the same pod (namespace, name and, where both know it, uid). Of several (a
-    sandbox being replaced), the most recently written. Reads every record: the
-    daemon asks attach/podrecords.py, which reads only the pod's."""
-    found: list[tuple[float, Record]] = []
-    for container_id in store.container_ids():
-        try:
-            record = store.read(container_id)
-        except UnreadableRecord:
-            continue
-        if record is None or not same_pod(record.pod, namespace, name, uid):
-            continue
-        if not running(record):
-            continue
-        try:
-            mtime = os.stat(store.path(container_id), follow_symlinks=False).st_mtime
-        except OSError:
-            continue
-        found.append((mtime, record))
-    return max(found, key=lambda f: f[0])[1] if found else None
-
-
-def adding(store: RecordStore, namespace: str, name: str, uid: str) -> bool:
-    """Whether a sandbox of the pod is still being added (its record says `adding`)."""
-    for container_id in store.container_ids():
-        try:
-            record = store.read(container_id)
-        except UnreadableRecord:
-            continue
-        if record is not None and record.state != ADDED \
-                and same_pod(record.pod, namespace, name, uid):
-            return True
-    return False
 
 
 def record_conf(record: Record, overlay: Mapping[str, Any]) -> MultinetConf:

@@ -48,7 +48,7 @@ class PodRecordIndex:
 
     def find(self, namespace: str, name: str, uid: str) -> Record | None:
         """The record of the pod's running sandbox; of several (a sandbox being
-        replaced), the most recently written. As hotplug.find_record, in O(1) reads."""
+        replaced), the most recently written. Reads only that pod's records."""
         with self._lock:
             self._sync()
             found = self._find(namespace, name, uid)

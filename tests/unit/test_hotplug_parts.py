@@ -194,6 +194,7 @@ def test_an_unchanged_annotation_queues_nothing(tmp_path):
 
 
 def test_no_hotplug_without_a_fully_added_record(tmp_path):
+    from multinet.attach.podrecords import PodRecordIndex
     from multinet.attach.record import ADDING, RecordStore
 
     conf = load_conf({"cniVersion": "1.1.0", "name": "m", "type": "multinet",
@@ -207,11 +208,11 @@ def test_no_hotplug_without_a_fully_added_record(tmp_path):
     store = RecordStore(conf.cni_dir)
     store.write(record)
     assert hotplug.reconcile(conf, "c1", _pod("a, b"), kube) is None
-    assert hotplug.find_record(store, NS, "p", "u") is None
+    assert PodRecordIndex(store).find(NS, "p", "u") is None
     record.state = ADDED
     store.write(record)
-    assert hotplug.find_record(store, NS, "p", "u").container_id == "c1"
-    assert hotplug.find_record(store, NS, "p", "other-uid") is None
+    assert PodRecordIndex(store).find(NS, "p", "u").container_id == "c1"
+    assert PodRecordIndex(store).find(NS, "p", "other-uid") is None
 
 
 def _kube_with_cluster() -> FakeKube:
